@@ -1,0 +1,3 @@
+module github.com/relayq/relayq
+
+go 1.26.8
