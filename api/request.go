@@ -1,0 +1,265 @@
+package api
+
+import (
+	"bytes"
+	"crypto/sha256"
+	"encoding/hex"
+	"encoding/json"
+	"errors"
+	"fmt"
+	"io"
+	"math/big"
+	"strings"
+
+	"github.com/ethereum/go-ethereum/common"
+	"github.com/ethereum/go-ethereum/common/hexutil"
+
+	"github.com/relayq/relayq/calldata"
+)
+
+// jobRequest is the body of POST /v1/jobs.
+type jobRequest struct {
+	To            *string           `json:"to"`
+	Function      *string           `json:"function"`
+	Args          []json.RawMessage `json:"args"`
+	Data          *string           `json:"data"`
+	Value         json.RawMessage   `json:"value"`
+	GasLimit      json.RawMessage   `json:"gas_limit"`
+	From          *string           `json:"from"`
+	Confirmations json.RawMessage   `json:"confirmations"`
+	Metadata      json.RawMessage   `json:"metadata"`
+}
+
+// call is a validated job request.
+type call struct {
+	To            common.Address
+	From          *common.Address
+	Function      string
+	Args          json.RawMessage
+	Data          []byte
+	Value         *big.Int
+	GasLimit      uint64
+	Confirmations *uint64
+	Metadata      json.RawMessage
+}
+
+// Limits on a job request.
+const (
+	maxGasLimit      = 100_000_000
+	maxConfirmations = 1000
+	maxMetadataBytes = 16 << 10
+)
+
+var maxUint256 = new(big.Int).Sub(new(big.Int).Lsh(big.NewInt(1), 256), big.NewInt(1))
+
+// decodeJSON decodes exactly one JSON value into v, refusing unknown fields,
+// and turns decoder errors into messages that say where the problem is.
+func decodeJSON(body []byte, v any) *Error {
+	dec := json.NewDecoder(bytes.NewReader(body))
+	dec.DisallowUnknownFields()
+	if err := dec.Decode(v); err != nil {
+		var se *json.SyntaxError
+		var te *json.UnmarshalTypeError
+		switch {
+		case errors.Is(err, io.EOF):
+			return invalid("malformed_json", "", "request body is empty: expected a JSON object")
+		case errors.As(err, &se):
+			return invalid("malformed_json", "", "malformed JSON at byte %d: %v", se.Offset, se)
+		case errors.As(err, &te):
+			return invalid("invalid_type", te.Field, "%s must be a JSON %s, not %s", orBody(te.Field), jsonKind(te.Type.Kind().String()), te.Value)
+		case strings.HasPrefix(err.Error(), "json: unknown field "):
+			f := strings.Trim(strings.TrimPrefix(err.Error(), "json: unknown field "), `"`)
+			return invalid("unknown_field", f, "unknown field %q", f)
+		case errors.Is(err, io.ErrUnexpectedEOF):
+			return invalid("malformed_json", "", "malformed JSON: unexpected end of input")
+		default:
+			return invalid("malformed_json", "", "malformed JSON: %v", err)
+		}
+	}
+	if _, err := dec.Token(); !errors.Is(err, io.EOF) {
+		return invalid("malformed_json", "", "malformed JSON: more than one value in the body")
+	}
+	return nil
+}
+
+func orBody(f string) string {
+	if f == "" {
+		return "the body"
+	}
+	return f
+}
+
+func jsonKind(goKind string) string {
+	switch goKind {
+	case "struct", "map":
+		return "object"
+	case "slice", "array":
+		return "array"
+	case "string", "ptr":
+		return "string"
+	case "bool":
+		return "boolean"
+	}
+	return "number"
+}
+
+// validate checks a decoded request and ABI-encodes its call.
+func (r *jobRequest) validate() (*call, *Error) {
+	c := &call{Value: new(big.Int)}
+	if r.To == nil {
+		return nil, invalid("missing_field", "to", "to is required: the address of the contract or account to call")
+	}
+	to, err := parseAddress(*r.To, "to")
+	if err != nil {
+		return nil, err
+	}
+	c.To = to
+	if r.From != nil {
+		from, err := parseAddress(*r.From, "from")
+		if err != nil {
+			return nil, err
+		}
+		c.From = &from
+	}
+	switch {
+	case r.Function != nil && r.Data != nil:
+		return nil, invalid("conflicting_fields", "data", "give either function (with args) or data, not both")
+	case r.Function != nil:
+		args := r.Args
+		if args == nil {
+			args = []json.RawMessage{}
+		}
+		data, err := calldata.Encode(*r.Function, args)
+		if err != nil {
+			var ce *calldata.Error
+			if errors.As(err, &ce) {
+				return nil, invalid(ce.Code, ce.Field, "%s", ce.Message)
+			}
+			return nil, invalid("invalid_argument", "args", "%v", err)
+		}
+		c.Function, c.Data = strings.TrimSpace(*r.Function), data
+		c.Args, _ = json.Marshal(args)
+	case r.Args != nil:
+		return nil, invalid("missing_field", "function", "args given without function: name the function, e.g. \"transfer(address,uint256)\"")
+	case r.Data != nil:
+		d, derr := hexutil.Decode(*r.Data)
+		if derr != nil && *r.Data != "0x" {
+			return nil, invalid("invalid_data", "data", "data must be 0x-prefixed hex bytes of even length")
+		}
+		c.Data = d
+	}
+	if len(r.Value) > 0 {
+		v, err := parseUint(r.Value, "value", maxUint256)
+		if err != nil {
+			return nil, err
+		}
+		c.Value = v
+	}
+	if len(r.GasLimit) > 0 {
+		g, err := parseUint(r.GasLimit, "gas_limit", big.NewInt(maxGasLimit))
+		if err != nil {
+			return nil, err
+		}
+		if g.Uint64() < 21000 {
+			return nil, invalid("out_of_range", "gas_limit", "gas_limit %s is below 21000, the cost of any transaction", g)
+		}
+		c.GasLimit = g.Uint64()
+	}
+	if len(r.Confirmations) > 0 {
+		n, err := parseUint(r.Confirmations, "confirmations", big.NewInt(maxConfirmations))
+		if err != nil {
+			return nil, err
+		}
+		if n.Sign() == 0 {
+			return nil, invalid("out_of_range", "confirmations", "confirmations must be at least 1")
+		}
+		u := n.Uint64()
+		c.Confirmations = &u
+	}
+	if len(r.Metadata) > 0 && string(r.Metadata) != "null" {
+		if r.Metadata[0] != '{' {
+			return nil, invalid("invalid_type", "metadata", "metadata must be a JSON object")
+		}
+		var buf bytes.Buffer
+		if err := json.Compact(&buf, r.Metadata); err != nil {
+			return nil, invalid("invalid_type", "metadata", "metadata must be a JSON object")
+		}
+		if buf.Len() > maxMetadataBytes {
+			return nil, invalid("too_large", "metadata", "metadata is %d bytes; at most %d", buf.Len(), maxMetadataBytes)
+		}
+		c.Metadata = buf.Bytes()
+	}
+	return c, nil
+}
+
+func parseAddress(s, field string) (common.Address, *Error) {
+	if !common.IsHexAddress(s) || !strings.HasPrefix(s, "0x") && !strings.HasPrefix(s, "0X") {
+		return common.Address{}, invalid("invalid_address", field, "%s must be a 0x-prefixed 20-byte hex address, got %q", field, clip(s))
+	}
+	a := common.HexToAddress(s)
+	body := s[2:]
+	if body != strings.ToLower(body) && body != strings.ToUpper(body) && a.Hex() != s {
+		return common.Address{}, invalid("invalid_address", field, "%s %q has a mixed-case checksum that does not match (EIP-55); expected %s", field, s, a.Hex())
+	}
+	return a, nil
+}
+
+// parseUint reads a non-negative integer given as a JSON number or a decimal
+// string, at most max.
+func parseUint(raw json.RawMessage, field string, max *big.Int) (*big.Int, *Error) {
+	s := string(raw)
+	if len(s) > 0 && s[0] == '"' {
+		if err := json.Unmarshal(raw, &s); err != nil {
+			return nil, invalid("invalid_type", field, "%s must be a decimal string or an integer", field)
+		}
+	}
+	n, ok := new(big.Int).SetString(s, 10)
+	if !ok || strings.HasPrefix(s, "+") {
+		return nil, invalid("invalid_number", field, "%s must be a non-negative decimal integer, got %s", field, clip(string(raw)))
+	}
+	if n.Sign() < 0 || n.Cmp(max) > 0 {
+		return nil, invalid("out_of_range", field, "%s %s is out of range 0..%s", field, clip(n.String()), max)
+	}
+	return n, nil
+}
+
+func clip(s string) string {
+	if len(s) > 80 {
+		return s[:77] + "..."
+	}
+	return s
+}
+
+// hash identifies a validated request for idempotency: the same call with
+// the same options hashes the same whatever the JSON's spacing or key order.
+func (c *call) hash() string {
+	from := ""
+	if c.From != nil {
+		from = c.From.Hex()
+	}
+	confs := ""
+	if c.Confirmations != nil {
+		confs = fmt.Sprint(*c.Confirmations)
+	}
+	h := sha256.New()
+	for _, part := range []string{c.To.Hex(), from, hexutil.Encode(c.Data), c.Value.String(), fmt.Sprint(c.GasLimit), confs, canonicalJSON(c.Metadata)} {
+		h.Write([]byte(part))
+		h.Write([]byte{0})
+	}
+	return hex.EncodeToString(h.Sum(nil))
+}
+
+// canonicalJSON re-encodes JSON with sorted object keys.
+func canonicalJSON(b []byte) string {
+	if len(b) == 0 {
+		return ""
+	}
+	var v any
+	dec := json.NewDecoder(bytes.NewReader(b))
+	dec.UseNumber() // keep big numbers exact
+	if err := dec.Decode(&v); err != nil {
+		return string(b)
+	}
+	out, _ := json.Marshal(v)
+	return string(out)
+}

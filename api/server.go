@@ -1,0 +1,353 @@
+// Package api is relayq's HTTP API: Echo routes that accept jobs, report
+// their status, and serve the Asynq monitor, health and readiness.
+package api
+
+import (
+	"context"
+	"crypto/sha256"
+	"crypto/subtle"
+	"encoding/hex"
+	"errors"
+	"fmt"
+	"io"
+	"log/slog"
+	"math/big"
+	"net/http"
+	"strconv"
+	"strings"
+	"sync"
+	"time"
+
+	"github.com/ethereum/go-ethereum/common"
+	"github.com/hibiken/asynq"
+	"github.com/hibiken/asynqmon"
+	"github.com/labstack/echo/v4"
+	"github.com/labstack/echo/v4/middleware"
+	"github.com/redis/go-redis/v9"
+
+	"github.com/relayq/relayq/jobs"
+	"github.com/relayq/relayq/nonce"
+	"github.com/relayq/relayq/tasks"
+)
+
+// Node is what the API needs from the chain: its id, and a liveness probe.
+type Node interface {
+	ChainID(ctx context.Context) (*big.Int, error)
+}
+
+// Config holds what the API needs.
+type Config struct {
+	Redis         redis.UniversalClient
+	RedisConnOpt  asynq.RedisConnOpt // for the monitor, which opens its own connections
+	Prefix        string
+	Node          Node
+	APIKeys       []string // empty: no auth
+	Signers       []common.Address
+	Confirmations uint64
+	MonitorWrite  bool
+	BodyLimit     string
+	Log           *slog.Logger
+}
+
+// Server is the HTTP API.
+type Server struct {
+	cfg      Config
+	echo     *echo.Echo
+	store    *jobs.Store
+	enqueuer *asynq.Client
+	registry *nonce.Registry
+	monitor  *asynqmon.HTTPHandler
+	chainID  uint64
+	log      *slog.Logger
+
+	mu          sync.Mutex
+	signers     map[common.Address]bool
+	signersRead time.Time
+}
+
+// New builds the API. It reads the chain id from the node once.
+func New(ctx context.Context, cfg Config) (*Server, error) {
+	if cfg.Log == nil {
+		cfg.Log = slog.Default()
+	}
+	if cfg.BodyLimit == "" {
+		cfg.BodyLimit = "1M"
+	}
+	if cfg.Confirmations == 0 {
+		cfg.Confirmations = 1
+	}
+	id, err := cfg.Node.ChainID(ctx)
+	if err != nil {
+		return nil, fmt.Errorf("api: chain id from node: %w", err)
+	}
+	s := &Server{
+		cfg:      cfg,
+		echo:     echo.New(),
+		store:    jobs.NewStore(cfg.Redis, cfg.Prefix),
+		enqueuer: asynq.NewClientFromRedisClient(cfg.Redis),
+		registry: nonce.NewRegistry(cfg.Redis, cfg.Prefix),
+		chainID:  id.Uint64(),
+		log:      cfg.Log,
+	}
+	s.monitor = asynqmon.New(asynqmon.Options{RootPath: "/monitor", RedisConnOpt: cfg.RedisConnOpt, ReadOnly: !cfg.MonitorWrite})
+	s.routes()
+	return s, nil
+}
+
+// Handler is the API as an http.Handler.
+func (s *Server) Handler() http.Handler { return s.echo }
+
+// Close releases the API's connections (not the shared Redis client).
+func (s *Server) Close() error {
+	return errors.Join(s.enqueuer.Close(), s.monitor.Close())
+}
+
+func (s *Server) routes() {
+	e := s.echo
+	e.HideBanner, e.HidePort = true, true
+	e.HTTPErrorHandler = s.handleError
+	e.Use(middleware.RequestID())
+	e.Use(middleware.RecoverWithConfig(middleware.RecoverConfig{
+		LogErrorFunc: func(c echo.Context, err error, stack []byte) error {
+			s.log.Error("panic in handler", "request_id", requestID(c), "err", err, "stack", string(stack))
+			return err
+		},
+	}))
+	e.Use(middleware.BodyLimit(s.cfg.BodyLimit))
+
+	e.GET("/healthz", func(c echo.Context) error { return c.JSON(http.StatusOK, map[string]string{"status": "ok"}) })
+	e.GET("/readyz", s.ready)
+
+	auth := s.auth()
+	v1 := e.Group("/v1", auth)
+	v1.POST("/jobs", s.createJob)
+	v1.GET("/jobs", s.listJobs)
+	v1.GET("/jobs/:id", s.getJob)
+
+	mon := echo.WrapHandler(s.monitor)
+	e.Any("/monitor", mon, auth)
+	e.Any("/monitor/*", mon, auth)
+}
+
+// auth checks Authorization: Bearer <key> in constant time against every
+// configured key; with no keys configured it lets everything through.
+func (s *Server) auth() echo.MiddlewareFunc {
+	if len(s.cfg.APIKeys) == 0 {
+		return func(next echo.HandlerFunc) echo.HandlerFunc { return next }
+	}
+	keys := make([][32]byte, len(s.cfg.APIKeys))
+	for i, k := range s.cfg.APIKeys {
+		keys[i] = sha256.Sum256([]byte(k))
+	}
+	return middleware.KeyAuthWithConfig(middleware.KeyAuthConfig{
+		KeyLookup:  "header:" + echo.HeaderAuthorization,
+		AuthScheme: "Bearer",
+		Validator: func(key string, c echo.Context) (bool, error) {
+			// Comparing digests keeps the comparison constant-time even
+			// when the lengths differ.
+			got := sha256.Sum256([]byte(key))
+			ok := 0
+			for i := range keys {
+				ok |= subtle.ConstantTimeCompare(got[:], keys[i][:])
+			}
+			if ok == 1 {
+				c.Set("api_key_id", hex.EncodeToString(got[:8]))
+			}
+			return ok == 1, nil
+		},
+		ErrorHandler: func(err error, c echo.Context) error {
+			return apiError(CodeUnauthorized, "missing or invalid API key: send Authorization: Bearer <key>")
+		},
+	})
+}
+
+func (s *Server) ready(c echo.Context) error {
+	ctx, cancel := context.WithTimeout(c.Request().Context(), 2*time.Second)
+	defer cancel()
+	out := map[string]string{"redis": "ok", "node": "ok"}
+	ok := true
+	if err := s.cfg.Redis.Ping(ctx).Err(); err != nil {
+		out["redis"], ok = err.Error(), false
+	}
+	if _, err := s.cfg.Node.ChainID(ctx); err != nil {
+		out["node"], ok = err.Error(), false
+	}
+	if !ok {
+		return c.JSON(http.StatusServiceUnavailable, out)
+	}
+	return c.JSON(http.StatusOK, out)
+}
+
+const maxIdempotencyKey = 255
+
+func (s *Server) createJob(c echo.Context) error {
+	ctx := c.Request().Context()
+	if ct := c.Request().Header.Get(echo.HeaderContentType); ct != "" && !strings.HasPrefix(strings.ToLower(ct), echo.MIMEApplicationJSON) {
+		return invalid("unsupported_media_type", "", "Content-Type must be application/json, got %q", clip(ct))
+	}
+	body, err := io.ReadAll(c.Request().Body)
+	if err != nil {
+		var mbe *http.MaxBytesError
+		if errors.As(err, &mbe) {
+			return apiError(CodeTooLarge, "request body is too large")
+		}
+		return invalid("malformed_json", "", "could not read the body: %v", err)
+	}
+	idem := c.Request().Header.Get("Idempotency-Key")
+	if len(idem) > maxIdempotencyKey {
+		return invalid("invalid_header", "Idempotency-Key", "Idempotency-Key is longer than %d characters", maxIdempotencyKey)
+	}
+	var req jobRequest
+	if e := decodeJSON(body, &req); e != nil {
+		return e
+	}
+	call, e := req.validate()
+	if e != nil {
+		return e
+	}
+	if call.From != nil {
+		known, err := s.knownSigner(ctx, *call.From)
+		if err != nil {
+			return err
+		}
+		if !known {
+			return invalid("unknown_signer", "from", "from %s is not a signer of this relayq", call.From.Hex())
+		}
+	}
+	j := &jobs.Job{
+		ID:            jobs.NewID(),
+		ChainID:       s.chainID,
+		To:            call.To.Hex(),
+		Function:      call.Function,
+		Args:          call.Args,
+		Data:          hexData(call.Data),
+		Value:         call.Value.String(),
+		GasLimit:      call.GasLimit,
+		Confirmations: s.cfg.Confirmations,
+		Metadata:      call.Metadata,
+		BodyHash:      call.hash(),
+	}
+	if call.From != nil {
+		j.From = call.From.Hex()
+	}
+	if call.Confirmations != nil {
+		j.Confirmations = *call.Confirmations
+	}
+	idemKey := ""
+	if idem != "" {
+		// Scoped by API key so two clients' keys never collide.
+		sum := sha256.Sum256([]byte(fmt.Sprint(c.Get("api_key_id"), "\x00", idem)))
+		idemKey = hex.EncodeToString(sum[:])
+	}
+	job, created, err := s.store.Create(ctx, j, idemKey)
+	if errors.Is(err, jobs.ErrIdempotencyMismatch) {
+		return &Error{Kind: CodeIdempotencyReuse, Code: CodeIdempotencyReuse, Field: "Idempotency-Key",
+			Message: fmt.Sprintf("Idempotency-Key was used for job %s with a different request", job.ID)}
+	}
+	if err != nil {
+		return apiError(CodeUnavailable, "could not store the job: %v", err)
+	}
+	if job.Status == jobs.Queued {
+		s.enqueue(ctx, job.ID)
+	}
+	c.Response().Header().Set(echo.HeaderLocation, "/v1/jobs/"+job.ID)
+	if !created {
+		return c.JSON(http.StatusOK, job)
+	}
+	return c.JSON(http.StatusAccepted, job)
+}
+
+// enqueue puts the job's send task on the queue. The job is already durable,
+// so a failure here is logged, not returned: the sweeper enqueues any queued
+// job whose task is missing.
+func (s *Server) enqueue(ctx context.Context, id string) {
+	t, opts, err := tasks.NewSendTask(id)
+	if err == nil {
+		_, err = s.enqueuer.EnqueueContext(ctx, t, opts...)
+	}
+	if err != nil && !errors.Is(err, asynq.ErrTaskIDConflict) {
+		s.log.Warn("enqueue failed; the sweeper will retry", "job_id", id, "err", err)
+	}
+}
+
+func (s *Server) knownSigner(ctx context.Context, a common.Address) (bool, error) {
+	for _, x := range s.cfg.Signers {
+		if x == a {
+			return true, nil
+		}
+	}
+	s.mu.Lock()
+	defer s.mu.Unlock()
+	if s.signers[a] {
+		return true, nil
+	}
+	// Re-read the registry at most once a second: workers add signers.
+	if time.Since(s.signersRead) < time.Second {
+		return false, nil
+	}
+	m, err := s.registry.Signers(ctx)
+	if err != nil {
+		return false, apiError(CodeUnavailable, "could not read signers: %v", err)
+	}
+	s.signers, s.signersRead = map[common.Address]bool{}, time.Now()
+	for addr, chain := range m {
+		if chain == s.chainID {
+			s.signers[addr] = true
+		}
+	}
+	return s.signers[a], nil
+}
+
+func (s *Server) getJob(c echo.Context) error {
+	id := c.Param("id")
+	if _, ok := jobs.CreatedAt(id); !ok {
+		return apiError(CodeNotFound, "no job %q", clip(id))
+	}
+	j, err := s.store.Get(c.Request().Context(), id)
+	if errors.Is(err, jobs.ErrNotFound) {
+		return apiError(CodeNotFound, "no job %q", id)
+	}
+	if err != nil {
+		return apiError(CodeUnavailable, "could not load the job: %v", err)
+	}
+	return c.JSON(http.StatusOK, j)
+}
+
+const (
+	defaultListLimit = 50
+	maxListLimit     = 500
+)
+
+func (s *Server) listJobs(c echo.Context) error {
+	q := c.QueryParams()
+	for k := range q {
+		if k != "status" && k != "limit" && k != "cursor" {
+			return invalid("unknown_parameter", k, "unknown query parameter %q (use status, limit, cursor)", clip(k))
+		}
+	}
+	st := jobs.Status(q.Get("status"))
+	if st != "" && !st.Valid() {
+		return invalid("invalid_status", "status", "status %q is not one of %v", clip(string(st)), jobs.Statuses)
+	}
+	limit := defaultListLimit
+	if v := q.Get("limit"); v != "" {
+		n, err := strconv.Atoi(v)
+		if err != nil || n < 1 || n > maxListLimit {
+			return invalid("out_of_range", "limit", "limit must be an integer from 1 to %d", maxListLimit)
+		}
+		limit = n
+	}
+	cursor := q.Get("cursor")
+	if _, ok := jobs.CreatedAt(cursor); cursor != "" && !ok {
+		return invalid("invalid_cursor", "cursor", "cursor is not one this API returned")
+	}
+	list, next, err := s.store.List(c.Request().Context(), st, limit, cursor)
+	if err != nil {
+		return apiError(CodeUnavailable, "could not list jobs: %v", err)
+	}
+	return c.JSON(http.StatusOK, map[string]any{"jobs": list, "next_cursor": next})
+}
+
+func hexData(b []byte) string {
+	return "0x" + hex.EncodeToString(b)
+}

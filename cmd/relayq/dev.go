@@ -1,0 +1,134 @@
+package main
+
+import (
+	"context"
+	"fmt"
+	"io"
+	"net"
+	"strings"
+	"time"
+
+	"github.com/alicebob/miniredis/v2"
+	"github.com/ethereum/go-ethereum/crypto"
+	"github.com/hibiken/asynq"
+	"github.com/redis/go-redis/v9"
+
+	"github.com/relayq/relayq/config"
+	"github.com/relayq/relayq/internal/devchain"
+)
+
+// runDev runs the whole of relayq in one process with nothing to set up: an
+// in-process chain with a funded signer and the sample contract, embedded
+// Redis unless REDIS_URL is set, the API and a worker.
+func runDev(ctx context.Context, getenv func(string) string, stdout, stderr io.Writer) error {
+	chain, err := devchain.Start(devchain.Options{BlockTime: time.Second})
+	if err != nil {
+		return err
+	}
+	defer chain.Close()
+	dctx, cancel := context.WithTimeout(ctx, 30*time.Second)
+	defer cancel()
+	// The contract is deployed from the second dev key so the signer's
+	// nonces start at 0.
+	counter, err := chain.DeployCounter(dctx, chain.Keys()[1])
+	if err != nil {
+		return err
+	}
+
+	env := map[string]string{
+		"RELAYQ_RPC_URL":          chain.URL(),
+		"RELAYQ_PRIVATE_KEYS":     devchain.DevKeys[0],
+		"RELAYQ_INSECURE_NO_AUTH": "1",
+		"RELAYQ_POLL_INTERVAL":    "250ms",
+		"RELAYQ_SWEEP_AFTER":      "10s",
+	}
+	redisNote := ""
+	if getenv("REDIS_URL") == "" {
+		mr := miniredis.NewMiniRedis()
+		if err := mr.StartAddr("127.0.0.1:0"); err != nil {
+			return fmt.Errorf("embedded redis: %w", err)
+		}
+		defer mr.Close()
+		// miniredis only expires keys when told time has passed.
+		go func() {
+			t := time.NewTicker(250 * time.Millisecond)
+			defer t.Stop()
+			for {
+				select {
+				case <-ctx.Done():
+					return
+				case <-t.C:
+					mr.FastForward(250 * time.Millisecond)
+				}
+			}
+		}()
+		env["REDIS_URL"] = "redis://" + mr.Addr() + "/0"
+		redisNote = " (embedded, in memory: jobs are lost when relayq dev stops)"
+	}
+	lookup := func(k string) string {
+		if v := getenv(k); v != "" {
+			return v
+		}
+		return env[k]
+	}
+	cfg, err := config.FromEnv(lookup)
+	if err == nil {
+		err = cfg.Check(config.RoleServe)
+	}
+	if err != nil {
+		return fmt.Errorf("configuration: %w", err)
+	}
+	// Fail early and clearly if the port is taken.
+	if l, err := net.Listen("tcp", cfg.Listen); err != nil {
+		return fmt.Errorf("RELAYQ_LISTEN %s: %w (set RELAYQ_LISTEN=127.0.0.1:8081 to use another port)", cfg.Listen, err)
+	} else {
+		l.Close()
+	}
+	log := newLogger(stderr, cfg.LogLevel)
+	ropt, err := redis.ParseURL(cfg.RedisURL)
+	if err != nil {
+		return fmt.Errorf("REDIS_URL: %w", err)
+	}
+	rdb := redis.NewClient(ropt)
+	defer rdb.Close()
+	connOpt, err := asynq.ParseRedisURI(cfg.RedisURL)
+	if err != nil {
+		return fmt.Errorf("REDIS_URL: %w", err)
+	}
+
+	signerAddr := crypto.PubkeyToAddress(chain.Keys()[0].PublicKey)
+	base := "http://" + cfg.Listen
+	auth := ""
+	if len(cfg.APIKeys) > 0 {
+		auth = ` -H "Authorization: Bearer $RELAYQ_API_KEY"`
+	}
+	fmt.Fprintf(stdout, `relayq dev is starting
+  chain:      %s (chain id %d, a block every second)
+  signer:     %s (a public dev key: never fund it on a real network)
+  contract:   Counter at %s
+  redis:      %s%s
+  API:        %s
+  monitor:    %s/monitor/
+  readiness:  %s/readyz
+
+Submit a job (calls Counter.increment()):
+
+  curl -s -X POST %s/v1/jobs%s -H 'Content-Type: application/json' \
+    -d '{"to":"%s","function":"increment()"}'
+
+then poll the URL in its Location header (GET /v1/jobs/<id>) until "status" is "confirmed".
+
+`, chain.URL(), devchain.ChainID, signerAddr.Hex(), counter.Hex(), redactURL(cfg.RedisURL), redisNote,
+		base, base, base, base, auth, counter.Hex())
+	return serve(ctx, config.RoleServe, cfg, rdb, connOpt, log, stdout)
+}
+
+// redactURL hides a password in a Redis URL.
+func redactURL(u string) string {
+	at := strings.LastIndex(u, "@")
+	scheme := strings.Index(u, "://")
+	if at < 0 || scheme < 0 || at < scheme {
+		return u
+	}
+	return u[:scheme+3] + "***" + u[at:]
+}

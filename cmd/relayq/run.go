@@ -1,0 +1,173 @@
+package main
+
+import (
+	"context"
+	"errors"
+	"fmt"
+	"io"
+	"log/slog"
+	"math/big"
+	"net"
+	"net/http"
+	"strings"
+	"sync"
+	"time"
+
+	"github.com/hibiken/asynq"
+	"github.com/redis/go-redis/v9"
+
+	"github.com/relayq/relayq/api"
+	"github.com/relayq/relayq/config"
+	"github.com/relayq/relayq/signer"
+	"github.com/relayq/relayq/txmgr"
+	"github.com/relayq/relayq/worker"
+)
+
+const usage = `relayq — contract calls in, confirmed transactions out
+
+Usage:
+  relayq dev       run everything in one process on an in-process chain and
+                   embedded Redis (unless REDIS_URL is set); no setup needed
+  relayq serve     run the API and a worker in one process
+  relayq api       run the HTTP API
+  relayq worker    run a worker (signs, submits, tracks)
+  relayq help      show this
+
+Configuration is by environment; see README.md (Configuration).
+`
+
+// run is the whole program; main only wires it to the process.
+func run(ctx context.Context, args []string, getenv func(string) string, stdout, stderr io.Writer) error {
+	if len(args) < 2 {
+		fmt.Fprint(stderr, usage)
+		return errors.New("no subcommand")
+	}
+	switch args[1] {
+	case "dev":
+		return runDev(ctx, getenv, stdout, stderr)
+	case "serve":
+		return runServer(ctx, config.RoleServe, getenv, stdout, stderr)
+	case "api":
+		return runServer(ctx, config.RoleAPI, getenv, stdout, stderr)
+	case "worker":
+		return runServer(ctx, config.RoleWorker, getenv, stdout, stderr)
+	case "help", "-h", "--help":
+		fmt.Fprint(stdout, usage)
+		return nil
+	default:
+		fmt.Fprint(stderr, usage)
+		return fmt.Errorf("unknown subcommand %q", args[1])
+	}
+}
+
+func newLogger(w io.Writer, level string) *slog.Logger {
+	var l slog.Level
+	_ = l.UnmarshalText([]byte(level))
+	return slog.New(slog.NewJSONHandler(w, &slog.HandlerOptions{Level: l}))
+}
+
+// runServer runs the API, a worker, or both, from the environment.
+func runServer(ctx context.Context, role config.Role, getenv func(string) string, stdout, stderr io.Writer) error {
+	cfg, err := config.FromEnv(getenv)
+	if err == nil {
+		err = cfg.Check(role)
+	}
+	if err != nil {
+		return fmt.Errorf("configuration:\n  %s", strings.ReplaceAll(err.Error(), "\n", "\n  "))
+	}
+	log := newLogger(stderr, cfg.LogLevel)
+	ropt, err := redis.ParseURL(cfg.RedisURL)
+	if err != nil {
+		return fmt.Errorf("REDIS_URL: %w", err)
+	}
+	rdb := redis.NewClient(ropt)
+	defer rdb.Close()
+	connOpt, err := asynq.ParseRedisURI(cfg.RedisURL)
+	if err != nil {
+		return fmt.Errorf("REDIS_URL: %w", err)
+	}
+	return serve(ctx, role, cfg, rdb, connOpt, log, stdout)
+}
+
+// serve runs the parts of relayq that role names until ctx ends.
+func serve(ctx context.Context, role config.Role, cfg config.Config, rdb redis.UniversalClient, connOpt asynq.RedisConnOpt, log *slog.Logger, stdout io.Writer) error {
+	startCtx, cancel := context.WithTimeout(ctx, 30*time.Second)
+	defer cancel()
+	if err := rdb.Ping(startCtx).Err(); err != nil {
+		return fmt.Errorf("redis at REDIS_URL does not answer: %w", err)
+	}
+	node, err := txmgr.Dial(startCtx, cfg.RPCURL, cfg.RPCTimeout)
+	if err != nil {
+		return fmt.Errorf("RELAYQ_RPC_URL: %w", err)
+	}
+	defer node.Close()
+	chainID, err := node.ChainID(startCtx)
+	if err != nil {
+		return fmt.Errorf("node at RELAYQ_RPC_URL does not answer: %w", err)
+	}
+	var signers []signer.Signer
+	if len(cfg.PrivateKeys) > 0 {
+		if signers, err = signer.FromHexKeys(cfg.PrivateKeys, chainID); err != nil {
+			return err
+		}
+	}
+	var wg sync.WaitGroup
+	errc := make(chan error, 2)
+	runCtx, stop := context.WithCancel(ctx)
+	defer stop()
+	if role&config.RoleWorker != 0 {
+		w, err := worker.New(startCtx, worker.Config{
+			Redis: rdb, Prefix: cfg.Prefix, Backend: node, Signers: signers,
+			Concurrency: cfg.Concurrency, PollInterval: cfg.PollInterval, SweepAfter: cfg.SweepAfter,
+			MaxFeePerGas: new(big.Int).SetUint64(cfg.MaxFeePerGasWei), Log: log,
+		})
+		if err != nil {
+			return err
+		}
+		defer w.Close()
+		wg.Add(1)
+		go func() {
+			defer wg.Done()
+			errc <- w.Run(runCtx)
+		}()
+		log.Info("worker started", "chain_id", chainID, "signers", len(signers))
+	}
+	if role&config.RoleAPI != 0 {
+		srv, err := api.New(startCtx, api.Config{
+			Redis: rdb, RedisConnOpt: connOpt, Prefix: cfg.Prefix, Node: node, APIKeys: cfg.APIKeys,
+			Signers: signer.Addresses(signers), Confirmations: cfg.Confirmations, MonitorWrite: cfg.MonitorWrite, Log: log,
+		})
+		if err != nil {
+			return err
+		}
+		defer srv.Close()
+		l, err := net.Listen("tcp", cfg.Listen)
+		if err != nil {
+			return fmt.Errorf("RELAYQ_LISTEN: %w", err)
+		}
+		hs := &http.Server{Handler: srv.Handler(), ReadHeaderTimeout: 10 * time.Second, ReadTimeout: 30 * time.Second, WriteTimeout: 30 * time.Second, IdleTimeout: 2 * time.Minute}
+		wg.Add(1)
+		go func() {
+			defer wg.Done()
+			if err := hs.Serve(l); err != nil && !errors.Is(err, http.ErrServerClosed) {
+				errc <- fmt.Errorf("http: %w", err)
+			}
+		}()
+		go func() {
+			<-runCtx.Done()
+			sctx, cancel := context.WithTimeout(context.WithoutCancel(runCtx), 10*time.Second)
+			defer cancel()
+			_ = hs.Shutdown(sctx)
+		}()
+		log.Info("api listening", "addr", l.Addr().String(), "chain_id", chainID, "auth", len(cfg.APIKeys) > 0)
+		fmt.Fprintf(stdout, "relayq API listening on http://%s\n", l.Addr())
+	}
+	var first error
+	select {
+	case <-ctx.Done():
+	case first = <-errc:
+	}
+	stop()
+	wg.Wait()
+	return first
+}

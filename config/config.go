@@ -1,0 +1,178 @@
+// Package config turns the process environment into a typed Config and
+// checks it up front, so a misconfigured process fails at start with a
+// message naming the variable instead of failing on its first job.
+package config
+
+import (
+	"errors"
+	"fmt"
+	"net"
+	"net/url"
+	"strconv"
+	"strings"
+	"time"
+)
+
+// Defaults for every variable that has one.
+const (
+	DefaultRedisURL      = "redis://127.0.0.1:6379/0"
+	DefaultListen        = "127.0.0.1:8080"
+	DefaultConfirmations = 1
+	DefaultPrefix        = "relayq:"
+	DefaultConcurrency   = 32
+	DefaultPollInterval  = time.Second
+	DefaultRPCTimeout    = 10 * time.Second
+	DefaultBodyLimit     = "1M"
+	DefaultSweepAfter    = 30 * time.Second
+	DefaultMaxFeeGwei    = 500
+)
+
+// Config is everything a relayq process reads from its environment.
+type Config struct {
+	RedisURL        string        // REDIS_URL
+	RPCURL          string        // RELAYQ_RPC_URL
+	PrivateKeys     []string      // RELAYQ_PRIVATE_KEYS, hex, comma-separated
+	Listen          string        // RELAYQ_LISTEN
+	APIKeys         []string      // RELAYQ_API_KEYS, comma-separated
+	InsecureNoAuth  bool          // RELAYQ_INSECURE_NO_AUTH=1
+	Confirmations   uint64        // RELAYQ_CONFIRMATIONS
+	Prefix          string        // RELAYQ_REDIS_PREFIX
+	Concurrency     int           // RELAYQ_WORKER_CONCURRENCY
+	PollInterval    time.Duration // RELAYQ_POLL_INTERVAL: how often trackers look for a new block
+	RPCTimeout      time.Duration // RELAYQ_RPC_TIMEOUT: deadline of one RPC call
+	SweepAfter      time.Duration // RELAYQ_SWEEP_AFTER: a queued job older than this without a task is re-enqueued
+	MaxFeePerGasWei uint64        // RELAYQ_MAX_FEE_GWEI, converted to wei: the fee cap ceiling
+	MonitorWrite    bool          // RELAYQ_MONITOR_WRITE=1 lets the monitor change tasks
+	LogLevel        string        // RELAYQ_LOG_LEVEL: debug, info, warn, error
+}
+
+// FromEnv reads the configuration through getenv (os.Getenv in main, a map
+// in tests). It applies defaults but does not validate: call Check.
+func FromEnv(getenv func(string) string) (Config, error) {
+	c := Config{
+		RedisURL:       or(getenv("REDIS_URL"), DefaultRedisURL),
+		RPCURL:         strings.TrimSpace(getenv("RELAYQ_RPC_URL")),
+		PrivateKeys:    list(getenv("RELAYQ_PRIVATE_KEYS")),
+		Listen:         or(getenv("RELAYQ_LISTEN"), DefaultListen),
+		APIKeys:        list(getenv("RELAYQ_API_KEYS")),
+		InsecureNoAuth: getenv("RELAYQ_INSECURE_NO_AUTH") == "1",
+		Prefix:         or(getenv("RELAYQ_REDIS_PREFIX"), DefaultPrefix),
+		MonitorWrite:   getenv("RELAYQ_MONITOR_WRITE") == "1",
+		LogLevel:       or(getenv("RELAYQ_LOG_LEVEL"), "info"),
+	}
+	var errs []error
+	c.Confirmations = uintVar(getenv, "RELAYQ_CONFIRMATIONS", DefaultConfirmations, &errs)
+	c.Concurrency = int(uintVar(getenv, "RELAYQ_WORKER_CONCURRENCY", DefaultConcurrency, &errs))
+	c.MaxFeePerGasWei = uintVar(getenv, "RELAYQ_MAX_FEE_GWEI", DefaultMaxFeeGwei, &errs) * 1_000_000_000
+	c.PollInterval = durVar(getenv, "RELAYQ_POLL_INTERVAL", DefaultPollInterval, &errs)
+	c.RPCTimeout = durVar(getenv, "RELAYQ_RPC_TIMEOUT", DefaultRPCTimeout, &errs)
+	c.SweepAfter = durVar(getenv, "RELAYQ_SWEEP_AFTER", DefaultSweepAfter, &errs)
+	return c, errors.Join(errs...)
+}
+
+// Role says which parts of relayq a process runs; each needs different settings.
+type Role int
+
+// Roles, as the subcommands name them.
+const (
+	RoleAPI Role = 1 << iota
+	RoleWorker
+	RoleServe = RoleAPI | RoleWorker
+)
+
+// Check reports every problem with c for the given role at once, each
+// naming its variable.
+func (c Config) Check(role Role) error {
+	var errs []error
+	bad := func(name, format string, args ...any) {
+		errs = append(errs, fmt.Errorf("%s: %s", name, fmt.Sprintf(format, args...)))
+	}
+	if u, err := url.Parse(c.RedisURL); err != nil || (u.Scheme != "redis" && u.Scheme != "rediss" && u.Scheme != "unix") {
+		bad("REDIS_URL", "%q is not a redis:// URL", c.RedisURL)
+	}
+	if c.RPCURL == "" {
+		bad("RELAYQ_RPC_URL", "is required (the node's JSON-RPC URL)")
+	} else if u, err := url.Parse(c.RPCURL); err != nil || u.Host == "" || !(u.Scheme == "http" || u.Scheme == "https" || u.Scheme == "ws" || u.Scheme == "wss") {
+		bad("RELAYQ_RPC_URL", "%q is not an http(s):// or ws(s):// URL", c.RPCURL)
+	}
+	if role&RoleWorker != 0 && len(c.PrivateKeys) == 0 {
+		bad("RELAYQ_PRIVATE_KEYS", "is required for the worker (comma-separated hex keys)")
+	}
+	if role&RoleAPI != 0 {
+		if _, _, err := net.SplitHostPort(c.Listen); err != nil {
+			bad("RELAYQ_LISTEN", "%q is not host:port", c.Listen)
+		}
+		if len(c.APIKeys) == 0 && !c.InsecureNoAuth {
+			bad("RELAYQ_API_KEYS", "is required (or set RELAYQ_INSECURE_NO_AUTH=1 to run without auth)")
+		}
+		for i, k := range c.APIKeys {
+			if len(k) < 16 {
+				bad("RELAYQ_API_KEYS", "key %d is shorter than 16 characters", i+1)
+			}
+		}
+	}
+	if c.Prefix == "" || strings.ContainsAny(c.Prefix, "{} ") {
+		bad("RELAYQ_REDIS_PREFIX", "%q must be non-empty without braces or spaces", c.Prefix)
+	}
+	if c.Concurrency < 1 || c.Concurrency > 4096 {
+		bad("RELAYQ_WORKER_CONCURRENCY", "%d is not within 1..4096", c.Concurrency)
+	}
+	if c.Confirmations > 1000 {
+		bad("RELAYQ_CONFIRMATIONS", "%d is more than 1000", c.Confirmations)
+	}
+	if c.PollInterval < 10*time.Millisecond {
+		bad("RELAYQ_POLL_INTERVAL", "%s is below 10ms", c.PollInterval)
+	}
+	if c.RPCTimeout < 100*time.Millisecond {
+		bad("RELAYQ_RPC_TIMEOUT", "%s is below 100ms", c.RPCTimeout)
+	}
+	switch c.LogLevel {
+	case "debug", "info", "warn", "error":
+	default:
+		bad("RELAYQ_LOG_LEVEL", "%q is not one of debug, info, warn, error", c.LogLevel)
+	}
+	return errors.Join(errs...)
+}
+
+func or(v, def string) string {
+	if v = strings.TrimSpace(v); v == "" {
+		return def
+	}
+	return v
+}
+
+func list(v string) []string {
+	var out []string
+	for _, s := range strings.Split(v, ",") {
+		if s = strings.TrimSpace(s); s != "" {
+			out = append(out, s)
+		}
+	}
+	return out
+}
+
+func uintVar(getenv func(string) string, name string, def uint64, errs *[]error) uint64 {
+	v := strings.TrimSpace(getenv(name))
+	if v == "" {
+		return def
+	}
+	n, err := strconv.ParseUint(v, 10, 64)
+	if err != nil {
+		*errs = append(*errs, fmt.Errorf("%s: %q is not a non-negative integer", name, v))
+		return def
+	}
+	return n
+}
+
+func durVar(getenv func(string) string, name string, def time.Duration, errs *[]error) time.Duration {
+	v := strings.TrimSpace(getenv(name))
+	if v == "" {
+		return def
+	}
+	d, err := time.ParseDuration(v)
+	if err != nil {
+		*errs = append(*errs, fmt.Errorf("%s: %q is not a duration such as 500ms or 2s", name, v))
+		return def
+	}
+	return d
+}

@@ -1,0 +1,81 @@
+// Package jobs keeps relayq's job records in Redis: creating them
+// idempotently, loading them, and moving them through their statuses with
+// one transition function.
+package jobs
+
+import (
+	"encoding/json"
+	"time"
+)
+
+// Job is one request to execute a contract call, and everything relayq
+// learned while doing it. Its JSON form is what the API returns.
+type Job struct {
+	ID                string          `json:"id"`
+	Status            Status          `json:"status"`
+	ChainID           uint64          `json:"chain_id"`
+	From              string          `json:"from,omitempty"`
+	To                string          `json:"to"`
+	Function          string          `json:"function,omitempty"`
+	Args              json.RawMessage `json:"args,omitempty"`
+	Data              string          `json:"data"`
+	Value             string          `json:"value"`
+	GasLimit          uint64          `json:"gas_limit,omitempty"` // as requested; 0 means estimate
+	Gas               uint64          `json:"gas,omitempty"`       // the limit of the signed tx
+	Confirmations     uint64          `json:"confirmations"`
+	Nonce             *uint64         `json:"nonce"`
+	TxHash            string          `json:"tx_hash,omitempty"`
+	Attempts          []Attempt       `json:"attempts"`
+	BlockNumber       *uint64         `json:"block_number"`
+	BlockHash         string          `json:"block_hash,omitempty"`
+	GasUsed           *uint64         `json:"gas_used"`
+	EffectiveGasPrice string          `json:"effective_gas_price,omitempty"`
+	Error             *Error          `json:"error"`
+	Metadata          json.RawMessage `json:"metadata,omitempty"`
+	CreatedAt         time.Time       `json:"created_at"`
+	UpdatedAt         time.Time       `json:"updated_at"`
+	History           []Change        `json:"history"`
+
+	// Raw is the signed transaction (0x hex) persisted before broadcast:
+	// the write-ahead record that a retry re-broadcasts.
+	Raw string `json:"-"`
+	// BodyHash identifies the request body for idempotency checks.
+	BodyHash string `json:"-"`
+}
+
+// Attempt is one signed transaction broadcast for a job. Every hash ever
+// broadcast is recorded, since any of them may be the one mined.
+type Attempt struct {
+	Hash      string    `json:"hash"`
+	Nonce     uint64    `json:"nonce"`
+	Gas       uint64    `json:"gas"`
+	GasTipCap string    `json:"max_priority_fee_per_gas"`
+	GasFeeCap string    `json:"max_fee_per_gas"`
+	Kind      string    `json:"kind"` // "original", later "bump", "cancel"
+	SentAt    time.Time `json:"sent_at"`
+}
+
+// Error says why a job failed.
+type Error struct {
+	Code         string `json:"code"`
+	Message      string `json:"message"`
+	RevertReason string `json:"revert_reason,omitempty"`
+	RevertData   string `json:"revert_data,omitempty"`
+}
+
+// Change is one status transition, stamped.
+type Change struct {
+	From Status    `json:"from,omitempty"`
+	To   Status    `json:"to"`
+	At   time.Time `json:"at"`
+	Note string    `json:"note,omitempty"`
+}
+
+// Error codes a job can fail with.
+const (
+	ErrCodeRevertedAtEstimate = "reverted_at_estimate"
+	ErrCodeRevertedOnChain    = "reverted_on_chain"
+	ErrCodeRejected           = "rejected_by_node"
+	ErrCodeRetriesExhausted   = "retries_exhausted"
+	ErrCodeInvalid            = "invalid_job"
+)

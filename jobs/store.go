@@ -1,0 +1,311 @@
+package jobs
+
+import (
+	"context"
+	"encoding/json"
+	"errors"
+	"fmt"
+	"strconv"
+	"strings"
+	"time"
+
+	"github.com/google/uuid"
+	"github.com/redis/go-redis/v9"
+)
+
+// Sentinel errors.
+var (
+	ErrNotFound            = errors.New("job not found")
+	ErrIdempotencyMismatch = errors.New("idempotency key reused with a different request")
+)
+
+// IdempotencyTTL is how long an Idempotency-Key is remembered.
+const IdempotencyTTL = 24 * time.Hour
+
+// Store keeps jobs in Redis under a key prefix.
+type Store struct {
+	rdb    redis.UniversalClient
+	prefix string
+	now    func() time.Time
+}
+
+// NewStore returns a Store on rdb whose keys start with prefix ("relayq:").
+func NewStore(rdb redis.UniversalClient, prefix string) *Store {
+	return &Store{rdb: rdb, prefix: prefix, now: time.Now}
+}
+
+// Keys. A job's own keys share the hash tag {<id>} so its scripts stay in
+// one Cluster slot; the status indexes are separate keys.
+func (s *Store) jobKey(id string) string { return s.prefix + "job:{" + id + "}" }
+
+// JobKey is the Redis key of a job's record, for scripts of other packages
+// that must check the job atomically.
+func (s *Store) JobKey(id string) string { return s.jobKey(id) }
+
+func (s *Store) historyKey(id string) string  { return s.prefix + "job:{" + id + "}:history" }
+func (s *Store) attemptsKey(id string) string { return s.prefix + "job:{" + id + "}:attempts" }
+func (s *Store) indexPrefix() string          { return s.prefix + "jobs:status:" }
+func (s *Store) statusKey(st Status) string   { return s.indexPrefix() + string(st) }
+func (s *Store) allKey() string               { return s.prefix + "jobs:all" }
+func (s *Store) idemKey(k string) string      { return s.prefix + "idem:" + k }
+
+// NewID returns a new job id: a UUIDv7, so ids sort by creation time and the
+// indexes can page by id alone.
+func NewID() string { return uuid.Must(uuid.NewV7()).String() }
+
+// createScript writes a new job unless its idempotency key is taken.
+//
+// KEYS[1] job hash, KEYS[2] history list, KEYS[3] idempotency key,
+// KEYS[4] queued index, KEYS[5] all-jobs index.
+// ARGV[1] job id, ARGV[2] "id\nbody hash" for the idempotency key ("" when
+// the request had no key), ARGV[3] idempotency TTL in seconds, ARGV[4]
+// history entry (JSON), ARGV[5..] field/value pairs of the job hash.
+//
+// Returns {1, id} when created, {0, "<id>\n<body hash>"} when the key was
+// already used.
+var createScript = redis.NewScript(`
+if ARGV[2] ~= "" then
+  local prev = redis.call("GET", KEYS[3])
+  if prev then return {0, prev} end
+  redis.call("SET", KEYS[3], ARGV[2], "EX", ARGV[3])
+end
+local fv = {}
+for i = 5, #ARGV do fv[#fv+1] = ARGV[i] end
+redis.call("HSET", KEYS[1], unpack(fv))
+redis.call("RPUSH", KEYS[2], ARGV[4])
+redis.call("ZADD", KEYS[4], 0, ARGV[1])
+redis.call("ZADD", KEYS[5], 0, ARGV[1])
+return {1, ARGV[1]}
+`)
+
+// Create writes j as a new queued job. With a non-empty idemKey it is
+// idempotent: when the key was used before, Create returns the earlier job
+// and created=false, or ErrIdempotencyMismatch (with that job) when the
+// earlier request's body hash differs from j.BodyHash.
+func (s *Store) Create(ctx context.Context, j *Job, idemKey string) (job *Job, created bool, err error) {
+	now := s.now().UTC()
+	if j.ID == "" {
+		j.ID = NewID()
+	}
+	j.Status, j.CreatedAt, j.UpdatedAt = Queued, now, now
+	j.History = []Change{{To: Queued, At: now}}
+	j.Attempts = []Attempt{}
+	hist, _ := json.Marshal(j.History[0])
+	idem := ""
+	if idemKey != "" {
+		idem = j.ID + "\n" + j.BodyHash
+	}
+	args := []any{j.ID, idem, int(IdempotencyTTL / time.Second), string(hist)}
+	args = append(args, s.fields(j)...)
+	keys := []string{s.jobKey(j.ID), s.historyKey(j.ID), s.idemKey(idemKey), s.statusKey(Queued), s.allKey()}
+	res, err := createScript.Run(ctx, s.rdb, keys, args...).Slice()
+	if err != nil {
+		return nil, false, fmt.Errorf("create job: %w", err)
+	}
+	if res[0].(int64) == 1 {
+		return j, true, nil
+	}
+	prevID, prevHash, _ := strings.Cut(res[1].(string), "\n")
+	prev, err := s.Get(ctx, prevID)
+	if err != nil {
+		return nil, false, fmt.Errorf("create job: load job of idempotency key: %w", err)
+	}
+	if prevHash != j.BodyHash {
+		return prev, false, ErrIdempotencyMismatch
+	}
+	return prev, false, nil
+}
+
+// fields flattens the parts of j that are set at creation.
+func (s *Store) fields(j *Job) []any {
+	f := []any{
+		"id", j.ID,
+		"status", string(j.Status),
+		"chain_id", j.ChainID,
+		"from", j.From,
+		"to", j.To,
+		"function", j.Function,
+		"args", string(j.Args),
+		"data", j.Data,
+		"value", j.Value,
+		"gas_limit", j.GasLimit,
+		"confirmations", j.Confirmations,
+		"metadata", string(j.Metadata),
+		"body_hash", j.BodyHash,
+		"created_at", j.CreatedAt.Format(time.RFC3339Nano),
+		"updated_at", j.UpdatedAt.Format(time.RFC3339Nano),
+	}
+	return f
+}
+
+// Get loads one job with its attempts and history.
+func (s *Store) Get(ctx context.Context, id string) (*Job, error) {
+	js, err := s.GetMany(ctx, []string{id})
+	if err != nil {
+		return nil, err
+	}
+	if js[0] == nil {
+		return nil, fmt.Errorf("get job %s: %w", id, ErrNotFound)
+	}
+	return js[0], nil
+}
+
+// GetMany loads jobs in one pipeline; a missing job is a nil entry.
+func (s *Store) GetMany(ctx context.Context, ids []string) ([]*Job, error) {
+	pipe := s.rdb.Pipeline()
+	type cmds struct {
+		h    *redis.MapStringStringCmd
+		hist *redis.StringSliceCmd
+		att  *redis.StringSliceCmd
+	}
+	cs := make([]cmds, len(ids))
+	for i, id := range ids {
+		cs[i] = cmds{
+			h:    pipe.HGetAll(ctx, s.jobKey(id)),
+			hist: pipe.LRange(ctx, s.historyKey(id), 0, -1),
+			att:  pipe.LRange(ctx, s.attemptsKey(id), 0, -1),
+		}
+	}
+	if _, err := pipe.Exec(ctx); err != nil {
+		return nil, fmt.Errorf("load jobs: %w", err)
+	}
+	out := make([]*Job, len(ids))
+	for i, c := range cs {
+		h := c.h.Val()
+		if len(h) == 0 {
+			continue
+		}
+		j, err := decode(h, c.hist.Val(), c.att.Val())
+		if err != nil {
+			return nil, fmt.Errorf("load job %s: %w", ids[i], err)
+		}
+		out[i] = j
+	}
+	return out, nil
+}
+
+func decode(h map[string]string, hist, att []string) (*Job, error) {
+	j := &Job{
+		ID:                h["id"],
+		Status:            Status(h["status"]),
+		From:              h["from"],
+		To:                h["to"],
+		Function:          h["function"],
+		Data:              h["data"],
+		Value:             h["value"],
+		TxHash:            h["tx_hash"],
+		BlockHash:         h["block_hash"],
+		EffectiveGasPrice: h["effective_gas_price"],
+		Raw:               h["raw"],
+		BodyHash:          h["body_hash"],
+		Attempts:          []Attempt{},
+		History:           []Change{},
+	}
+	if a := h["args"]; a != "" {
+		j.Args = json.RawMessage(a)
+	}
+	if m := h["metadata"]; m != "" {
+		j.Metadata = json.RawMessage(m)
+	}
+	var err error
+	u := func(k string) uint64 {
+		v, e := strconv.ParseUint(h[k], 10, 64)
+		if e != nil && h[k] != "" {
+			err = fmt.Errorf("field %s: %w", k, e)
+		}
+		return v
+	}
+	opt := func(k string) *uint64 {
+		if h[k] == "" {
+			return nil
+		}
+		v := u(k)
+		return &v
+	}
+	j.ChainID, j.GasLimit, j.Gas, j.Confirmations = u("chain_id"), u("gas_limit"), u("gas"), u("confirmations")
+	j.Nonce, j.BlockNumber, j.GasUsed = opt("nonce"), opt("block_number"), opt("gas_used")
+	if e := h["error"]; e != "" {
+		j.Error = &Error{}
+		if err2 := json.Unmarshal([]byte(e), j.Error); err2 != nil {
+			return nil, fmt.Errorf("field error: %w", err2)
+		}
+	}
+	if j.CreatedAt, err = time.Parse(time.RFC3339Nano, h["created_at"]); err != nil {
+		return nil, fmt.Errorf("field created_at: %w", err)
+	}
+	if j.UpdatedAt, err = time.Parse(time.RFC3339Nano, h["updated_at"]); err != nil {
+		return nil, fmt.Errorf("field updated_at: %w", err)
+	}
+	for _, s := range hist {
+		var c Change
+		if err := json.Unmarshal([]byte(s), &c); err != nil {
+			return nil, fmt.Errorf("history: %w", err)
+		}
+		j.History = append(j.History, c)
+	}
+	for _, s := range att {
+		var a Attempt
+		if err := json.Unmarshal([]byte(s), &a); err != nil {
+			return nil, fmt.Errorf("attempts: %w", err)
+		}
+		j.Attempts = append(j.Attempts, a)
+	}
+	return j, err
+}
+
+// List returns up to limit jobs, newest first, optionally only those in
+// status st, starting after the id cursor (the last id of the previous
+// page). next is "" on the last page.
+func (s *Store) List(ctx context.Context, st Status, limit int, cursor string) (list []*Job, next string, err error) {
+	key := s.allKey()
+	if st != "" {
+		key = s.statusKey(st)
+	}
+	max := "+"
+	if cursor != "" {
+		max = "(" + cursor
+	}
+	ids, err := s.rdb.ZRevRangeByLex(ctx, key, &redis.ZRangeBy{Max: max, Min: "-", Count: int64(limit) + 1}).Result()
+	if err != nil {
+		return nil, "", fmt.Errorf("list jobs: %w", err)
+	}
+	if len(ids) > limit {
+		ids = ids[:limit]
+		next = ids[limit-1]
+	}
+	js, err := s.GetMany(ctx, ids)
+	if err != nil {
+		return nil, "", err
+	}
+	out := make([]*Job, 0, len(js))
+	for _, j := range js {
+		if j != nil {
+			out = append(out, j)
+		}
+	}
+	return out, next, nil
+}
+
+// Oldest returns up to limit ids of jobs in status st, oldest first.
+func (s *Store) Oldest(ctx context.Context, st Status, limit int) ([]string, error) {
+	ids, err := s.rdb.ZRangeByLex(ctx, s.statusKey(st), &redis.ZRangeBy{Min: "-", Max: "+", Count: int64(limit)}).Result()
+	if err != nil {
+		return nil, fmt.Errorf("oldest %s jobs: %w", st, err)
+	}
+	return ids, nil
+}
+
+// Count returns how many jobs are in status st.
+func (s *Store) Count(ctx context.Context, st Status) (int64, error) {
+	return s.rdb.ZCard(ctx, s.statusKey(st)).Result()
+}
+
+// CreatedAt tells when the job with this id was created, from the id itself.
+func CreatedAt(id string) (time.Time, bool) {
+	u, err := uuid.Parse(id)
+	if err != nil || u.Version() != 7 {
+		return time.Time{}, false
+	}
+	sec, nsec := u.Time().UnixTime()
+	return time.Unix(sec, nsec), true
+}

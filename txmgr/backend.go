@@ -1,0 +1,173 @@
+// Package txmgr builds, signs, broadcasts and tracks Ethereum transactions.
+// It knows nothing about HTTP or Asynq: it talks to a node through the
+// small Backend interface, so tests can hand it the simulated backend,
+// anvil, or a wrapper that injects faults.
+package txmgr
+
+import (
+	"context"
+	"errors"
+	"fmt"
+	"math/big"
+	"strings"
+	"time"
+
+	"github.com/ethereum/go-ethereum"
+	"github.com/ethereum/go-ethereum/common"
+	"github.com/ethereum/go-ethereum/common/hexutil"
+	"github.com/ethereum/go-ethereum/core/types"
+	"github.com/ethereum/go-ethereum/ethclient"
+	"github.com/ethereum/go-ethereum/rpc"
+)
+
+// Backend is what txmgr needs from a node.
+type Backend interface {
+	ChainID(ctx context.Context) (*big.Int, error)
+	HeaderByNumber(ctx context.Context, number *big.Int) (*types.Header, error)
+	SuggestGasTipCap(ctx context.Context) (*big.Int, error)
+	EstimateGas(ctx context.Context, msg ethereum.CallMsg) (uint64, error)
+	CallContract(ctx context.Context, msg ethereum.CallMsg, block *big.Int) ([]byte, error)
+	SendTransaction(ctx context.Context, tx *types.Transaction) error
+	NonceAt(ctx context.Context, account common.Address, block *big.Int) (uint64, error)
+	PendingNonceAt(ctx context.Context, account common.Address) (uint64, error)
+	BalanceAt(ctx context.Context, account common.Address, block *big.Int) (*big.Int, error)
+	// TransactionReceipts fetches receipts in one round trip; a tx the node
+	// has not mined is a nil entry, not an error.
+	TransactionReceipts(ctx context.Context, hashes []common.Hash) ([]*types.Receipt, error)
+}
+
+// RPC is a Backend over JSON-RPC with a deadline on every call.
+type RPC struct {
+	*ethclient.Client
+	rpc     *rpc.Client
+	timeout time.Duration
+}
+
+var _ Backend = (*RPC)(nil)
+
+// Dial connects to a node's JSON-RPC endpoint. Every call made through the
+// returned backend gets timeout as its deadline unless ctx has a sooner one.
+func Dial(ctx context.Context, url string, timeout time.Duration) (*RPC, error) {
+	c, err := rpc.DialContext(ctx, url)
+	if err != nil {
+		return nil, fmt.Errorf("dial node: %w", err)
+	}
+	return &RPC{Client: ethclient.NewClient(c), rpc: c, timeout: timeout}, nil
+}
+
+// Close closes the connection.
+func (r *RPC) Close() { r.rpc.Close() }
+
+func (r *RPC) deadline(ctx context.Context) (context.Context, context.CancelFunc) {
+	return context.WithTimeout(ctx, r.timeout)
+}
+
+// ChainID asks the node for its chain id.
+func (r *RPC) ChainID(ctx context.Context) (*big.Int, error) {
+	ctx, cancel := r.deadline(ctx)
+	defer cancel()
+	return r.Client.ChainID(ctx)
+}
+
+// HeaderByNumber returns a header (nil number: latest).
+func (r *RPC) HeaderByNumber(ctx context.Context, number *big.Int) (*types.Header, error) {
+	ctx, cancel := r.deadline(ctx)
+	defer cancel()
+	return r.Client.HeaderByNumber(ctx, number)
+}
+
+// SuggestGasTipCap asks for a priority fee.
+func (r *RPC) SuggestGasTipCap(ctx context.Context) (*big.Int, error) {
+	ctx, cancel := r.deadline(ctx)
+	defer cancel()
+	return r.Client.SuggestGasTipCap(ctx)
+}
+
+// EstimateGas estimates a call's gas; a revert comes back as an error with
+// revert data.
+func (r *RPC) EstimateGas(ctx context.Context, msg ethereum.CallMsg) (uint64, error) {
+	ctx, cancel := r.deadline(ctx)
+	defer cancel()
+	return r.Client.EstimateGas(ctx, msg)
+}
+
+// CallContract runs eth_call.
+func (r *RPC) CallContract(ctx context.Context, msg ethereum.CallMsg, block *big.Int) ([]byte, error) {
+	ctx, cancel := r.deadline(ctx)
+	defer cancel()
+	return r.Client.CallContract(ctx, msg, block)
+}
+
+// SendTransaction broadcasts a signed transaction.
+func (r *RPC) SendTransaction(ctx context.Context, tx *types.Transaction) error {
+	ctx, cancel := r.deadline(ctx)
+	defer cancel()
+	return r.Client.SendTransaction(ctx, tx)
+}
+
+// NonceAt returns the account's nonce at a block (nil: latest).
+func (r *RPC) NonceAt(ctx context.Context, a common.Address, block *big.Int) (uint64, error) {
+	ctx, cancel := r.deadline(ctx)
+	defer cancel()
+	return r.Client.NonceAt(ctx, a, block)
+}
+
+// PendingNonceAt returns the account's nonce including the node's pool.
+func (r *RPC) PendingNonceAt(ctx context.Context, a common.Address) (uint64, error) {
+	ctx, cancel := r.deadline(ctx)
+	defer cancel()
+	return r.Client.PendingNonceAt(ctx, a)
+}
+
+// BalanceAt returns the account's balance.
+func (r *RPC) BalanceAt(ctx context.Context, a common.Address, block *big.Int) (*big.Int, error) {
+	ctx, cancel := r.deadline(ctx)
+	defer cancel()
+	return r.Client.BalanceAt(ctx, a, block)
+}
+
+// TransactionReceipts fetches receipts with one JSON-RPC batch.
+func (r *RPC) TransactionReceipts(ctx context.Context, hashes []common.Hash) ([]*types.Receipt, error) {
+	if len(hashes) == 0 {
+		return nil, nil
+	}
+	ctx, cancel := r.deadline(ctx)
+	defer cancel()
+	out := make([]*types.Receipt, len(hashes))
+	batch := make([]rpc.BatchElem, len(hashes))
+	for i, h := range hashes {
+		batch[i] = rpc.BatchElem{Method: "eth_getTransactionReceipt", Args: []any{h}, Result: &out[i]}
+	}
+	if err := r.rpc.BatchCallContext(ctx, batch); err != nil {
+		return nil, fmt.Errorf("receipts batch: %w", err)
+	}
+	for i, b := range batch {
+		if b.Error != nil {
+			// geth answers "transaction indexing is in progress" for a tx
+			// it has not indexed yet: the same as not mined for us.
+			if isNotYet(b.Error) {
+				out[i] = nil
+				continue
+			}
+			return nil, fmt.Errorf("receipt of %s: %w", hashes[i], b.Error)
+		}
+	}
+	return out, nil
+}
+
+func isNotYet(err error) bool {
+	return errors.Is(err, ethereum.NotFound) || strings.Contains(strings.ToLower(err.Error()), "transaction indexing is in progress")
+}
+
+// RawTx decodes a persisted signed transaction.
+func RawTx(raw string) (*types.Transaction, error) {
+	b, err := hexutil.Decode(raw)
+	if err != nil {
+		return nil, fmt.Errorf("decode raw tx: %w", err)
+	}
+	tx := new(types.Transaction)
+	if err := tx.UnmarshalBinary(b); err != nil {
+		return nil, fmt.Errorf("decode raw tx: %w", err)
+	}
+	return tx, nil
+}

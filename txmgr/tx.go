@@ -1,0 +1,87 @@
+package txmgr
+
+import (
+	"context"
+	"fmt"
+	"math/big"
+
+	"github.com/ethereum/go-ethereum"
+	"github.com/ethereum/go-ethereum/common"
+	"github.com/ethereum/go-ethereum/core/types"
+
+	"github.com/relayq/relayq/signer"
+)
+
+// Call is a transaction before it has a nonce, fees and a signature.
+type Call struct {
+	From  common.Address
+	To    common.Address
+	Data  []byte
+	Value *big.Int
+}
+
+func (c Call) msg() ethereum.CallMsg {
+	return ethereum.CallMsg{From: c.From, To: &c.To, Data: c.Data, Value: c.Value}
+}
+
+// GasHeadroom is the share added to an estimate: state can change between
+// the estimate and inclusion, and unused gas is not paid for.
+const GasHeadroom = 0.2
+
+// Estimate returns the gas limit to sign with: the node's estimate plus
+// headroom. A revert comes back as an error that Classify calls permanent
+// and RevertData can decode.
+func Estimate(ctx context.Context, b Backend, c Call) (uint64, error) {
+	g, err := b.EstimateGas(ctx, c.msg())
+	if err != nil {
+		return 0, fmt.Errorf("estimate gas: %w", err)
+	}
+	return g + uint64(float64(g)*GasHeadroom), nil
+}
+
+// Sign builds and signs the EIP-1559 transaction for c and returns it with
+// its binary encoding (what is persisted before broadcast).
+func Sign(s signer.Signer, chainID *big.Int, nonce, gas uint64, fees Fees, c Call) (*types.Transaction, []byte, error) {
+	value := c.Value
+	if value == nil {
+		value = new(big.Int)
+	}
+	to := c.To
+	tx := types.NewTx(&types.DynamicFeeTx{
+		ChainID:   chainID,
+		Nonce:     nonce,
+		GasTipCap: fees.TipCap,
+		GasFeeCap: fees.FeeCap,
+		Gas:       gas,
+		To:        &to,
+		Value:     value,
+		Data:      c.Data,
+	})
+	signed, err := s.SignTx(tx)
+	if err != nil {
+		return nil, nil, fmt.Errorf("sign tx: %w", err)
+	}
+	raw, err := signed.MarshalBinary()
+	if err != nil {
+		return nil, nil, fmt.Errorf("encode tx: %w", err)
+	}
+	return signed, raw, nil
+}
+
+// ReplayRevert finds why a mined transaction reverted by running the same
+// call on the state before its block. It returns the raw revert data ("" if
+// the replay did not revert, e.g. the revert depended on earlier txs in the
+// block) and the error of the call.
+func ReplayRevert(ctx context.Context, b Backend, tx *types.Transaction, from common.Address, block *big.Int) ([]byte, error) {
+	msg := ethereum.CallMsg{From: from, To: tx.To(), Gas: tx.Gas(), Value: tx.Value(), Data: tx.Data()}
+	at := new(big.Int).Sub(block, big.NewInt(1))
+	if at.Sign() < 0 {
+		at.SetInt64(0)
+	}
+	_, err := b.CallContract(ctx, msg, at)
+	if err == nil {
+		return nil, nil
+	}
+	data, _ := RevertData(err)
+	return data, err
+}

@@ -1,0 +1,204 @@
+// Package worker runs relayq's Asynq server and background loops: the send
+// handler that signs once and broadcasts, one tracker per (chain, signer)
+// that follows blocks and moves jobs to mined and confirmed, and the sweeper
+// that re-enqueues jobs whose task was lost.
+package worker
+
+import (
+	"context"
+	"errors"
+	"fmt"
+	"log/slog"
+	"math/big"
+	"sync"
+	"time"
+
+	"github.com/ethereum/go-ethereum/common"
+	"github.com/hibiken/asynq"
+	"github.com/redis/go-redis/v9"
+
+	"github.com/relayq/relayq/jobs"
+	"github.com/relayq/relayq/nonce"
+	"github.com/relayq/relayq/signer"
+	"github.com/relayq/relayq/tasks"
+	"github.com/relayq/relayq/txmgr"
+)
+
+// Config holds what a Worker needs.
+type Config struct {
+	Redis        redis.UniversalClient
+	Prefix       string
+	Backend      txmgr.Backend
+	Signers      []signer.Signer
+	Concurrency  int
+	PollInterval time.Duration // how often trackers look for a new block
+	SweepAfter   time.Duration // a queued job this old is re-enqueued if its task is gone
+	MaxFeePerGas *big.Int      // fee cap ceiling, wei per gas
+	Log          *slog.Logger
+}
+
+// Account is one signer with its nonce allocator.
+type Account struct {
+	Signer signer.Signer
+	Nonces *nonce.Allocator
+}
+
+// Worker executes jobs.
+type Worker struct {
+	cfg      Config
+	store    *jobs.Store
+	chainID  *big.Int
+	accounts map[common.Address]*Account
+	order    []common.Address
+	fees     *txmgr.FeeOracle
+	enqueuer *asynq.Client
+	log      *slog.Logger
+	registry *nonce.Registry
+}
+
+// New connects the worker to the chain: it reads the chain id and
+// reconciles every signer's nonce allocator with the chain.
+func New(ctx context.Context, cfg Config) (*Worker, error) {
+	if len(cfg.Signers) == 0 {
+		return nil, errors.New("worker: no signers")
+	}
+	if cfg.Log == nil {
+		cfg.Log = slog.Default()
+	}
+	if cfg.PollInterval <= 0 {
+		cfg.PollInterval = time.Second
+	}
+	if cfg.SweepAfter <= 0 {
+		cfg.SweepAfter = 30 * time.Second
+	}
+	id, err := cfg.Backend.ChainID(ctx)
+	if err != nil {
+		return nil, fmt.Errorf("worker: chain id: %w", err)
+	}
+	w := &Worker{
+		cfg:      cfg,
+		store:    jobs.NewStore(cfg.Redis, cfg.Prefix),
+		chainID:  id,
+		accounts: map[common.Address]*Account{},
+		fees:     txmgr.NewFeeOracle(cfg.Backend, cfg.MaxFeePerGas, cfg.PollInterval/2),
+		enqueuer: asynq.NewClientFromRedisClient(cfg.Redis),
+		log:      cfg.Log,
+		registry: nonce.NewRegistry(cfg.Redis, cfg.Prefix),
+	}
+	for _, s := range cfg.Signers {
+		a := &Account{Signer: s, Nonces: nonce.New(cfg.Redis, cfg.Prefix, id.Uint64(), s.Address())}
+		w.accounts[s.Address()] = a
+		w.order = append(w.order, s.Address())
+		if err := w.reconcile(ctx, a); err != nil {
+			return nil, err
+		}
+	}
+	if err := w.registry.Register(ctx, id.Uint64(), w.order); err != nil {
+		return nil, fmt.Errorf("worker: %w", err)
+	}
+	return w, nil
+}
+
+// ChainID is the chain the worker serves.
+func (w *Worker) ChainID() *big.Int { return w.chainID }
+
+// Store is the worker's job store.
+func (w *Worker) Store() *jobs.Store { return w.store }
+
+// Account returns the account of addr, if this worker holds its key.
+func (w *Worker) Account(addr common.Address) (*Account, bool) {
+	a, ok := w.accounts[addr]
+	return a, ok
+}
+
+func (w *Worker) reconcile(ctx context.Context, a *Account) error {
+	pending, err := w.cfg.Backend.PendingNonceAt(ctx, a.Signer.Address())
+	if err != nil {
+		return fmt.Errorf("reconcile %s: pending nonce: %w", a.Signer.Address(), err)
+	}
+	next, err := a.Nonces.Reconcile(ctx, pending)
+	if err != nil {
+		return fmt.Errorf("reconcile %s: %w", a.Signer.Address(), err)
+	}
+	w.log.Info("nonce reconciled", "signer", a.Signer.Address().Hex(), "chain_pending", pending, "next", next)
+	return nil
+}
+
+// Handler returns the Asynq handler of the worker's task types.
+func (w *Worker) Handler() asynq.Handler {
+	mux := asynq.NewServeMux()
+	mux.HandleFunc(tasks.TypeSend, w.HandleSendTask)
+	return mux
+}
+
+// Run processes tasks and runs the trackers and the sweeper until ctx ends,
+// then shuts down: in-flight handlers get ShutdownTimeout to finish, and an
+// unfinished task goes back to the queue (its job's write-ahead record makes
+// the retry safe).
+func (w *Worker) Run(ctx context.Context) error {
+	srv := asynq.NewServerFromRedisClient(w.cfg.Redis, asynq.Config{
+		Concurrency:     w.cfg.Concurrency,
+		Queues:          map[string]int{tasks.QueueSend: 1},
+		RetryDelayFunc:  RetryDelay,
+		IsFailure:       IsFailure,
+		ErrorHandler:    asynq.ErrorHandlerFunc(w.handleTaskError),
+		Logger:          asynqLogger{w.log},
+		ShutdownTimeout: 10 * time.Second,
+	})
+	if err := srv.Start(w.Handler()); err != nil {
+		return fmt.Errorf("worker: start asynq server: %w", err)
+	}
+	var wg sync.WaitGroup
+	for _, addr := range w.order {
+		wg.Add(1)
+		go func(a *Account) {
+			defer wg.Done()
+			NewTracker(w, a).Run(ctx)
+		}(w.accounts[addr])
+	}
+	wg.Add(1)
+	go func() {
+		defer wg.Done()
+		w.runSweeper(ctx)
+	}()
+	<-ctx.Done()
+	srv.Shutdown()
+	wg.Wait()
+	return nil
+}
+
+// Close releases the worker's connections (not the shared Redis client).
+func (w *Worker) Close() error { return w.enqueuer.Close() }
+
+// handleTaskError runs when a handler returned an error; on the last retry it
+// fails a job that never got a transaction, so it cannot sit queued forever.
+func (w *Worker) handleTaskError(ctx context.Context, t *asynq.Task, err error) {
+	retried, _ := asynq.GetRetryCount(ctx)
+	max, _ := asynq.GetMaxRetry(ctx)
+	id, _ := asynq.GetTaskID(ctx)
+	w.log.Warn("task failed", "type", t.Type(), "task_id", id, "retried", retried, "max_retry", max, "err", err)
+	if t.Type() != tasks.TypeSend || (retried < max && !errors.Is(err, asynq.SkipRetry)) {
+		return
+	}
+	p, perr := tasks.ParseSendPayload(t.Payload())
+	if perr != nil {
+		return
+	}
+	// Only a job that never got a transaction may fail here: one that is
+	// submitted may still be mined, and the tracker owns it.
+	terr := w.store.TransitionIf(context.WithoutCancel(ctx), p.JobID, jobs.Queued, jobs.Failed, "send task gave up",
+		jobs.Fields{"error", jobs.ErrorField(jobs.Error{Code: jobs.ErrCodeRetriesExhausted, Message: err.Error()})}, nil)
+	var bad *jobs.BadTransitionError
+	if terr != nil && !errors.As(terr, &bad) {
+		w.log.Error("fail job after last retry", "job_id", p.JobID, "err", terr)
+	}
+}
+
+// asynqLogger sends Asynq's logs to slog.
+type asynqLogger struct{ l *slog.Logger }
+
+func (a asynqLogger) Debug(args ...any) { a.l.Debug(fmt.Sprint(args...), "component", "asynq") }
+func (a asynqLogger) Info(args ...any)  { a.l.Info(fmt.Sprint(args...), "component", "asynq") }
+func (a asynqLogger) Warn(args ...any)  { a.l.Warn(fmt.Sprint(args...), "component", "asynq") }
+func (a asynqLogger) Error(args ...any) { a.l.Error(fmt.Sprint(args...), "component", "asynq") }
+func (a asynqLogger) Fatal(args ...any) { a.l.Error(fmt.Sprint(args...), "component", "asynq", "fatal", true) }
