@@ -225,7 +225,8 @@ func jsonBody(t *testing.T, v any) string {
 	return buf.String()
 }
 
-
 func callMsg(to common.Address, data []byte) ethereum.CallMsg {
 	return ethereum.CallMsg{To: &to, Data: data}
 }
+
+func jsonUnmarshal(b []byte, v any) error { return json.Unmarshal(b, v) }
