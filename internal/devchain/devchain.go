@@ -181,8 +181,32 @@ func (c *Chain) Close() error {
 // DeployCounter deploys the sample contract from key and waits until it is
 // mined (sealing blocks itself when the chain has no ticker).
 func (c *Chain) DeployCounter(ctx context.Context, key *ecdsa.PrivateKey) (common.Address, error) {
-	cl := c.sim.Client()
+	commit := func() {}
+	if !c.ticker {
+		commit = func() { c.Commit() }
+	}
+	return DeployCounter(ctx, c.sim.Client(), key, commit)
+}
+
+// Client is what DeployCounter needs from a node.
+type Client interface {
+	ChainID(ctx context.Context) (*big.Int, error)
+	PendingNonceAt(ctx context.Context, account common.Address) (uint64, error)
+	SuggestGasTipCap(ctx context.Context) (*big.Int, error)
+	HeaderByNumber(ctx context.Context, number *big.Int) (*types.Header, error)
+	SendTransaction(ctx context.Context, tx *types.Transaction) error
+	TransactionReceipt(ctx context.Context, hash common.Hash) (*types.Receipt, error)
+}
+
+// DeployCounter deploys the sample contract on any node (the simulated one,
+// anvil) from key and waits for its receipt, calling commit between polls
+// (to seal a block on a chain that does not mine by itself).
+func DeployCounter(ctx context.Context, cl Client, key *ecdsa.PrivateKey, commit func()) (common.Address, error) {
 	from := crypto.PubkeyToAddress(key.PublicKey)
+	chainID, err := cl.ChainID(ctx)
+	if err != nil {
+		return common.Address{}, fmt.Errorf("deploy counter: chain id: %w", err)
+	}
 	nonce, err := cl.PendingNonceAt(ctx, from)
 	if err != nil {
 		return common.Address{}, fmt.Errorf("deploy counter: nonce: %w", err)
@@ -196,8 +220,8 @@ func (c *Chain) DeployCounter(ctx context.Context, key *ecdsa.PrivateKey) (commo
 		return common.Address{}, fmt.Errorf("deploy counter: head: %w", err)
 	}
 	feeCap := new(big.Int).Add(new(big.Int).Mul(head.BaseFee, big.NewInt(2)), tip)
-	tx, err := types.SignNewTx(key, types.LatestSignerForChainID(big.NewInt(ChainID)), &types.DynamicFeeTx{
-		ChainID: big.NewInt(ChainID), Nonce: nonce, GasTipCap: tip, GasFeeCap: feeCap, Gas: 3_000_000, Data: contract.Bytecode,
+	tx, err := types.SignNewTx(key, types.LatestSignerForChainID(chainID), &types.DynamicFeeTx{
+		ChainID: chainID, Nonce: nonce, GasTipCap: tip, GasFeeCap: feeCap, Gas: 3_000_000, Data: contract.Bytecode,
 	})
 	if err != nil {
 		return common.Address{}, fmt.Errorf("deploy counter: sign: %w", err)
@@ -218,9 +242,7 @@ func (c *Chain) DeployCounter(ctx context.Context, key *ecdsa.PrivateKey) (commo
 			return common.Address{}, fmt.Errorf("deploy counter: wait for receipt: %w", ctx.Err())
 		case <-time.After(50 * time.Millisecond):
 		}
-		if !c.ticker {
-			c.Commit()
-		}
+		commit()
 	}
 }
 

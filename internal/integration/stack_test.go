@@ -230,3 +230,5 @@ func callMsg(to common.Address, data []byte) ethereum.CallMsg {
 }
 
 func jsonUnmarshal(b []byte, v any) error { return json.Unmarshal(b, v) }
+
+func commonAddr(s string) common.Address { return common.HexToAddress(s) }

@@ -1,0 +1,203 @@
+package integration
+
+import (
+	"context"
+	"fmt"
+	"io"
+	"net/http"
+	"strings"
+	"sync"
+	"sync/atomic"
+	"testing"
+	"time"
+
+	"github.com/ethereum/go-ethereum/crypto"
+	"github.com/stretchr/testify/require"
+
+	"github.com/relayq/relayq/internal/devchain"
+	"github.com/relayq/relayq/internal/testenv"
+	"github.com/relayq/relayq/jobs"
+	"github.com/relayq/relayq/txmgr"
+)
+
+// cluster is relayq as separate processes (one API, several workers) on
+// anvil and a redis-server, the way an operator runs it.
+type cluster struct {
+	t       *testing.T
+	anvil   *testenv.AnvilNode
+	redis   *testenv.RedisServer
+	node    *txmgr.RPC
+	apiURL  string
+	workers []*testenv.Process
+	env     []string
+}
+
+func newCluster(t *testing.T, workers int, anvilArgs ...string) (*cluster, string) {
+	t.Helper()
+	ctx := context.Background()
+	bin := testenv.RelayqBinary(t)
+	c := &cluster{t: t, anvil: testenv.Anvil(t, anvilArgs...), redis: testenv.Redis(t)}
+	var err error
+	c.node, err = txmgr.Dial(ctx, c.anvil.URL(), 10*time.Second)
+	require.NoError(t, err)
+	t.Cleanup(c.node.Close)
+	keys := c.anvil.Keys()
+	dctx, cancel := context.WithTimeout(ctx, 30*time.Second)
+	defer cancel()
+	counter, err := devchain.DeployCounter(dctx, c.node, keys[1], func() {})
+	require.NoError(t, err)
+
+	c.env = []string{
+		"REDIS_URL=" + c.redis.URL(),
+		"RELAYQ_RPC_URL=" + c.anvil.URL(),
+		"RELAYQ_PRIVATE_KEYS=" + fmt.Sprintf("%x", crypto.FromECDSA(keys[0])),
+		"RELAYQ_POLL_INTERVAL=200ms",
+		"RELAYQ_WORKER_CONCURRENCY=16",
+		"RELAYQ_LOG_LEVEL=info",
+	}
+	for i := range workers {
+		c.workers = append(c.workers, testenv.Start(t, fmt.Sprintf("worker-%d", i), bin, c.env, nil, "worker"))
+	}
+	port := testenv.FreePort(t)
+	c.apiURL = fmt.Sprintf("http://127.0.0.1:%d", port)
+	apiEnv := append([]string{"RELAYQ_LISTEN=127.0.0.1:" + fmt.Sprint(port), "RELAYQ_API_KEYS=" + testAPIKey}, c.env...)
+	testenv.Start(t, "api", bin, apiEnv, func() error {
+		res, err := http.Get(c.apiURL + "/readyz")
+		if err != nil {
+			return err
+		}
+		res.Body.Close()
+		if res.StatusCode != http.StatusOK {
+			return fmt.Errorf("readyz %d", res.StatusCode)
+		}
+		return nil
+	}, "api")
+	return c, counter.Hex()
+}
+
+func (c *cluster) request(method, path, body string) (int, []byte, error) {
+	req, err := http.NewRequest(method, c.apiURL+path, strings.NewReader(body))
+	if err != nil {
+		return 0, nil, err
+	}
+	req.Header.Set("Authorization", "Bearer "+testAPIKey)
+	req.Header.Set("Content-Type", "application/json")
+	res, err := http.DefaultClient.Do(req)
+	if err != nil {
+		return 0, nil, err
+	}
+	defer res.Body.Close()
+	b, err := io.ReadAll(res.Body)
+	return res.StatusCode, b, err
+}
+
+// post submits n jobs from 16 concurrent clients and returns their ids.
+func (c *cluster) post(n int, body string) []string {
+	c.t.Helper()
+	ids := make([]string, n)
+	var next atomic.Int64
+	var wg sync.WaitGroup
+	errs := make(chan error, 16)
+	for range 16 {
+		wg.Add(1)
+		go func() {
+			defer wg.Done()
+			for {
+				i := int(next.Add(1)) - 1
+				if i >= n {
+					return
+				}
+				code, b, err := c.request(http.MethodPost, "/v1/jobs", body)
+				if err == nil && code != http.StatusAccepted {
+					err = fmt.Errorf("POST: %d %s", code, b)
+				}
+				if err != nil {
+					errs <- err
+					return
+				}
+				var j jobs.Job
+				if err := jsonUnmarshal(b, &j); err != nil {
+					errs <- err
+					return
+				}
+				ids[i] = j.ID
+			}
+		}()
+	}
+	wg.Wait()
+	close(errs)
+	for err := range errs {
+		require.NoError(c.t, err)
+	}
+	return ids
+}
+
+// waitAll polls until every job is terminal (bounded) and returns them.
+func (c *cluster) waitAll(ids []string, within time.Duration) []jobs.Job {
+	c.t.Helper()
+	deadline := time.Now().Add(within)
+	out := make([]jobs.Job, len(ids))
+	done := make([]bool, len(ids))
+	for {
+		left := 0
+		for i, id := range ids {
+			if done[i] {
+				continue
+			}
+			code, b, err := c.request(http.MethodGet, "/v1/jobs/"+id, "")
+			if err != nil || code != http.StatusOK {
+				left++
+				continue
+			}
+			require.NoError(c.t, jsonUnmarshal(b, &out[i]))
+			if out[i].Status.Terminal() {
+				done[i] = true
+			} else {
+				left++
+			}
+		}
+		if left == 0 {
+			return out
+		}
+		if time.Now().After(deadline) {
+			c.t.Fatalf("%d of %d jobs not terminal after %v", left, len(ids), within)
+		}
+		time.Sleep(500 * time.Millisecond)
+	}
+}
+
+// TestEndToEndTwoWorkersOneKey is the acceptance run of the core pipeline:
+// 200 jobs through a relayq API process and two worker processes sharing
+// one key, on anvil with 1 s blocks.
+func TestEndToEndTwoWorkersOneKey(t *testing.T) {
+	t.Parallel()
+	c, counter := newCluster(t, 2, "--block-time", "1")
+	const n = 200
+	start := time.Now()
+	ids := c.post(n, fmt.Sprintf(`{"to":%q,"function":"increment()"}`, counter))
+	accepted := time.Since(start)
+	all := c.waitAll(ids, 3*time.Minute)
+	elapsed := time.Since(start)
+
+	seen := map[uint64]string{}
+	for _, j := range all {
+		require.Equal(t, jobs.Confirmed, j.Status, "job %s: %+v", j.ID, j.Error)
+		require.NotNil(t, j.Nonce)
+		require.Empty(t, seen[*j.Nonce], "nonce %d bound to two jobs", *j.Nonce)
+		seen[*j.Nonce] = j.ID
+		require.Len(t, j.Attempts, 1)
+	}
+	for i := range uint64(n) {
+		require.NotEmpty(t, seen[i], "nonce %d unused: the sequence has a gap", i)
+	}
+	require.Equal(t, uint64(n), counterValue(t, c.node, commonAddr(counter)), "the contract counted every job exactly once")
+	ctx := context.Background()
+	signer := crypto.PubkeyToAddress(c.anvil.Keys()[0].PublicKey)
+	latest, err := c.node.NonceAt(ctx, signer, nil)
+	require.NoError(t, err)
+	pending, err := c.node.PendingNonceAt(ctx, signer)
+	require.NoError(t, err)
+	require.Equal(t, uint64(n), latest)
+	require.Equal(t, latest, pending, "nothing left in the pool")
+	t.Logf("e2e: %d jobs, 2 workers, 1 key: accepted in %v, all confirmed in %v", n, accepted.Round(time.Millisecond), elapsed.Round(time.Millisecond))
+}
