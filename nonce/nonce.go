@@ -13,6 +13,7 @@ import (
 	"errors"
 	"fmt"
 	"strconv"
+	"strings"
 
 	"github.com/ethereum/go-ethereum/common"
 	"github.com/redis/go-redis/v9"
@@ -80,10 +81,11 @@ return tonumber(n)
 func (a *Allocator) Reserve(ctx context.Context, jobID, jobKey string) (uint64, error) {
 	n, err := reserveScript.Run(ctx, a.rdb, []string{a.next, a.bound, a.flight, jobKey}, jobID).Int64()
 	if err != nil {
-		switch err.Error() {
-		case "NOTINIT":
+		// Redis prefixes script errors with a code ("ERR NOTINIT").
+		switch msg := err.Error(); {
+		case strings.HasSuffix(msg, "NOTINIT"):
 			return 0, ErrNotInitialized
-		case "NOTQUEUED":
+		case strings.HasSuffix(msg, "NOTQUEUED"):
 			return 0, ErrNotQueued
 		}
 		return 0, fmt.Errorf("reserve nonce: %w", err)

@@ -1,0 +1,25 @@
+# relayq — make test installs what the tests need, then runs them all.
+
+GO ?= go
+
+.PHONY: test deps build dev vet fmt
+
+## test: install the test programs (redis-server, anvil) if missing, then run every test with the race detector
+test: deps
+	$(GO) vet ./...
+	$(GO) test -race -count=1 -timeout 20m ./...
+
+## deps: install redis-server (apt) and anvil (npm, into .tools/) when missing
+deps:
+	./scripts/install-test-deps.sh
+
+## build: build the relayq binary into ./relayq
+build:
+	$(GO) build -o relayq ./cmd/relayq
+
+## dev: run relayq on embedded defaults
+dev:
+	$(GO) run ./cmd/relayq dev
+
+fmt:
+	gofmt -l -w .
