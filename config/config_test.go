@@ -1,0 +1,68 @@
+package config
+
+import (
+	"testing"
+	"time"
+
+	"github.com/stretchr/testify/require"
+)
+
+func env(m map[string]string) func(string) string { return func(k string) string { return m[k] } }
+
+func TestDefaults(t *testing.T) {
+	t.Parallel()
+	c, err := FromEnv(env(map[string]string{"RELAYQ_RPC_URL": "http://127.0.0.1:8545", "RELAYQ_PRIVATE_KEYS": "k1, k2 ,", "RELAYQ_API_KEYS": "0123456789abcdef"}))
+	require.NoError(t, err)
+	require.Equal(t, DefaultRedisURL, c.RedisURL)
+	require.Equal(t, DefaultListen, c.Listen)
+	require.Equal(t, uint64(1), c.Confirmations)
+	require.Equal(t, []string{"k1", "k2"}, c.PrivateKeys)
+	require.Equal(t, time.Second, c.PollInterval)
+	require.Equal(t, uint64(500e9), c.MaxFeePerGasWei)
+	require.NoError(t, c.Check(RoleServe))
+}
+
+// Every bad variable is reported at once, by name.
+func TestCheckNamesEveryBadVariable(t *testing.T) {
+	t.Parallel()
+	c, err := FromEnv(env(map[string]string{
+		"RELAYQ_CONFIRMATIONS": "many",
+		"RELAYQ_POLL_INTERVAL": "soon",
+	}))
+	require.Error(t, err)
+	require.Contains(t, err.Error(), "RELAYQ_CONFIRMATIONS")
+	require.Contains(t, err.Error(), "RELAYQ_POLL_INTERVAL")
+
+	c, err = FromEnv(env(map[string]string{
+		"REDIS_URL":                 "http://nope",
+		"RELAYQ_RPC_URL":            "localhost:8545",
+		"RELAYQ_LISTEN":             "8080",
+		"RELAYQ_API_KEYS":           "short",
+		"RELAYQ_WORKER_CONCURRENCY": "0",
+		"RELAYQ_LOG_LEVEL":          "loud",
+		"RELAYQ_REDIS_PREFIX":       "{bad}",
+	}))
+	require.NoError(t, err)
+	err = c.Check(RoleServe)
+	require.Error(t, err)
+	for _, name := range []string{"REDIS_URL", "RELAYQ_RPC_URL", "RELAYQ_LISTEN", "RELAYQ_API_KEYS", "RELAYQ_PRIVATE_KEYS", "RELAYQ_WORKER_CONCURRENCY", "RELAYQ_LOG_LEVEL", "RELAYQ_REDIS_PREFIX"} {
+		require.Contains(t, err.Error(), name+":")
+	}
+}
+
+func TestAuthIsRequiredUnlessExplicitlyDisabled(t *testing.T) {
+	t.Parallel()
+	base := map[string]string{"RELAYQ_RPC_URL": "http://127.0.0.1:8545"}
+	c, err := FromEnv(env(base))
+	require.NoError(t, err)
+	err = c.Check(RoleAPI)
+	require.ErrorContains(t, err, "RELAYQ_API_KEYS")
+	require.ErrorContains(t, err, "RELAYQ_INSECURE_NO_AUTH")
+	// The worker serves no HTTP and needs no API key.
+	base["RELAYQ_PRIVATE_KEYS"] = "k"
+	c, _ = FromEnv(env(base))
+	require.NoError(t, c.Check(RoleWorker))
+	base["RELAYQ_INSECURE_NO_AUTH"] = "1"
+	c, _ = FromEnv(env(base))
+	require.NoError(t, c.Check(RoleAPI))
+}
