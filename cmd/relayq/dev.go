@@ -2,6 +2,7 @@ package main
 
 import (
 	"context"
+	"errors"
 	"fmt"
 	"io"
 	"net"
@@ -72,9 +73,8 @@ func runDev(ctx context.Context, getenv func(string) string, stdout, stderr io.W
 		return env[k]
 	}
 	cfg, err := config.FromEnv(lookup)
-	if err == nil {
-		err = cfg.Check(config.RoleServe)
-	}
+	// Parse errors and check errors are reported together.
+	err = errors.Join(err, cfg.Check(config.RoleServe))
 	if err != nil {
 		return fmt.Errorf("configuration: %w", err)
 	}

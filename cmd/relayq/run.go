@@ -69,9 +69,8 @@ func newLogger(w io.Writer, level string) *slog.Logger {
 // runServer runs the API, a worker, or both, from the environment.
 func runServer(ctx context.Context, role config.Role, getenv func(string) string, stdout, stderr io.Writer) error {
 	cfg, err := config.FromEnv(getenv)
-	if err == nil {
-		err = cfg.Check(role)
-	}
+	// Parse errors and check errors are reported together.
+	err = errors.Join(err, cfg.Check(role))
 	if err != nil {
 		return fmt.Errorf("configuration:\n  %s", strings.ReplaceAll(err.Error(), "\n", "\n  "))
 	}
