@@ -15,6 +15,7 @@ const (
 	CodeUnauthorized     = "unauthorized"      // no or wrong API key
 	CodeNotFound         = "not_found"         // no such job or route
 	CodeIdempotencyReuse = "idempotency_reuse" // Idempotency-Key reused with a different body
+	CodeConflict         = "conflict"          // the job's status does not allow the request
 	CodeTooLarge         = "body_too_large"    // body over the limit
 	CodeRateLimited      = "rate_limited"      // too many requests
 	CodeMethodNotAllowed = "method_not_allowed"
@@ -27,6 +28,7 @@ var statusOf = map[string]int{
 	CodeUnauthorized:     http.StatusUnauthorized,
 	CodeNotFound:         http.StatusNotFound,
 	CodeIdempotencyReuse: http.StatusConflict,
+	CodeConflict:         http.StatusConflict,
 	CodeTooLarge:         http.StatusRequestEntityTooLarge,
 	CodeRateLimited:      http.StatusTooManyRequests,
 	CodeMethodNotAllowed: http.StatusMethodNotAllowed,

@@ -48,7 +48,16 @@ const (
 	maxGasLimit      = 100_000_000
 	maxConfirmations = 1000
 	maxMetadataBytes = 16 << 10
+	// maxCalldata stays under geth's 128 KiB transaction size limit.
+	maxCalldata = 120_000
 )
+
+func dataField(r *jobRequest) string {
+	if r.Function != nil {
+		return "args"
+	}
+	return "data"
+}
 
 var maxUint256 = new(big.Int).Sub(new(big.Int).Lsh(big.NewInt(1), 256), big.NewInt(1))
 
@@ -148,6 +157,9 @@ func (r *jobRequest) validate() (*call, *Error) {
 		}
 		c.Data = d
 	}
+	if len(c.Data) > maxCalldata {
+		return nil, invalid("too_large", dataField(r), "calldata is %d bytes; nodes refuse transactions over %d", len(c.Data), maxCalldata)
+	}
 	if len(r.Value) > 0 {
 		v, err := parseUint(r.Value, "value", maxUint256)
 		if err != nil {
@@ -160,8 +172,10 @@ func (r *jobRequest) validate() (*call, *Error) {
 		if err != nil {
 			return nil, err
 		}
-		if g.Uint64() < 21000 {
-			return nil, invalid("out_of_range", "gas_limit", "gas_limit %s is below 21000, the cost of any transaction", g)
+		// A limit below the intrinsic cost would be rejected after a nonce
+		// was bound: refuse it here.
+		if intrinsic := intrinsicGas(c.Data); g.Uint64() < intrinsic {
+			return nil, invalid("out_of_range", "gas_limit", "gas_limit %s is below %d, the intrinsic gas of this call", g, intrinsic)
 		}
 		c.GasLimit = g.Uint64()
 	}
@@ -262,4 +276,21 @@ func canonicalJSON(b []byte) string {
 	}
 	out, _ := json.Marshal(v)
 	return string(out)
+}
+
+// intrinsicGas is the least gas a call with this calldata can have: the
+// base cost plus calldata (EIP-2028), or the calldata floor of EIP-7623,
+// whichever is higher. A node rejects a lower limit outright.
+func intrinsicGas(data []byte) uint64 {
+	var zero, nonzero uint64
+	for _, b := range data {
+		if b == 0 {
+			zero++
+		} else {
+			nonzero++
+		}
+	}
+	standard := 21000 + 4*zero + 16*nonzero
+	floor := 21000 + 10*(zero+4*nonzero)
+	return max(standard, floor)
 }

@@ -30,9 +30,13 @@ import (
 	"github.com/relayq/relayq/tasks"
 )
 
-// Node is what the API needs from the chain: its id, and a liveness probe.
+// Node is what the API needs from the chain: its id (also the readiness
+// probe) and the accounts' nonces and balances for /v1/signers.
 type Node interface {
 	ChainID(ctx context.Context) (*big.Int, error)
+	NonceAt(ctx context.Context, account common.Address, block *big.Int) (uint64, error)
+	PendingNonceAt(ctx context.Context, account common.Address) (uint64, error)
+	BalanceAt(ctx context.Context, account common.Address, block *big.Int) (*big.Int, error)
 }
 
 // Config holds what the API needs.
@@ -123,6 +127,9 @@ func (s *Server) routes() {
 	v1.POST("/jobs", s.createJob)
 	v1.GET("/jobs", s.listJobs)
 	v1.GET("/jobs/:id", s.getJob)
+	v1.POST("/jobs/:id/cancel", s.cancelJob)
+	v1.GET("/signers", s.listSigners)
+	v1.POST("/signers/:address/reconcile", s.reconcileSigner)
 
 	mon := echo.WrapHandler(s.monitor)
 	e.Any("/monitor", mon, auth)
@@ -188,7 +195,8 @@ func (s *Server) createJob(c echo.Context) error {
 	body, err := io.ReadAll(c.Request().Body)
 	if err != nil {
 		var mbe *http.MaxBytesError
-		if errors.As(err, &mbe) {
+		var he *echo.HTTPError
+		if errors.As(err, &mbe) || errors.As(err, &he) && he.Code == http.StatusRequestEntityTooLarge {
 			return apiError(CodeTooLarge, "request body is too large")
 		}
 		return invalid("malformed_json", "", "could not read the body: %v", err)

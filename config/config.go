@@ -63,7 +63,11 @@ func FromEnv(getenv func(string) string) (Config, error) {
 	var errs []error
 	c.Confirmations = uintVar(getenv, "RELAYQ_CONFIRMATIONS", DefaultConfirmations, &errs)
 	c.Concurrency = int(uintVar(getenv, "RELAYQ_WORKER_CONCURRENCY", DefaultConcurrency, &errs))
-	c.MaxFeePerGasWei = uintVar(getenv, "RELAYQ_MAX_FEE_GWEI", DefaultMaxFeeGwei, &errs) * 1_000_000_000
+	gwei := uintVar(getenv, "RELAYQ_MAX_FEE_GWEI", DefaultMaxFeeGwei, &errs)
+	if gwei > 1_000_000 {
+		gwei = 0 // out of range: Check reports it
+	}
+	c.MaxFeePerGasWei = gwei * 1_000_000_000
 	c.PollInterval = durVar(getenv, "RELAYQ_POLL_INTERVAL", DefaultPollInterval, &errs)
 	c.RPCTimeout = durVar(getenv, "RELAYQ_RPC_TIMEOUT", DefaultRPCTimeout, &errs)
 	c.SweepAfter = durVar(getenv, "RELAYQ_SWEEP_AFTER", DefaultSweepAfter, &errs)
@@ -122,6 +126,12 @@ func (c Config) Check(role Role) error {
 	}
 	if c.PollInterval < 10*time.Millisecond {
 		bad("RELAYQ_POLL_INTERVAL", "%s is below 10ms", c.PollInterval)
+	}
+	if c.MaxFeePerGasWei == 0 {
+		bad("RELAYQ_MAX_FEE_GWEI", "must be from 1 to 1000000")
+	}
+	if c.SweepAfter < time.Second {
+		bad("RELAYQ_SWEEP_AFTER", "%s is below 1s", c.SweepAfter)
 	}
 	if c.RPCTimeout < 100*time.Millisecond {
 		bad("RELAYQ_RPC_TIMEOUT", "%s is below 100ms", c.RPCTimeout)

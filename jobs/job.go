@@ -31,6 +31,8 @@ type Job struct {
 	GasUsed           *uint64         `json:"gas_used"`
 	EffectiveGasPrice string          `json:"effective_gas_price,omitempty"`
 	Error             *Error          `json:"error"`
+	CancelRequested   bool            `json:"cancel_requested,omitempty"`
+	Warning           string          `json:"warning,omitempty"` // e.g. the fee ceiling stops further bumps
 	Metadata          json.RawMessage `json:"metadata,omitempty"`
 	CreatedAt         time.Time       `json:"created_at"`
 	UpdatedAt         time.Time       `json:"updated_at"`
@@ -51,9 +53,19 @@ type Attempt struct {
 	Gas       uint64    `json:"gas"`
 	GasTipCap string    `json:"max_priority_fee_per_gas"`
 	GasFeeCap string    `json:"max_fee_per_gas"`
-	Kind      string    `json:"kind"` // "original", later "bump", "cancel"
+	Kind      string    `json:"kind"` // see the Attempt kinds
 	SentAt    time.Time `json:"sent_at"`
+	SentBlock uint64    `json:"sent_block"` // chain head when it was signed: how stuck is measured
 }
+
+// Attempt kinds.
+const (
+	KindOriginal = "original" // the job's call, first signature
+	KindBump     = "bump"     // the same call at the same nonce with higher fees
+	KindCancel   = "cancel"   // a 0-value self-send at the same nonce, replacing the call
+	KindResign   = "resign"   // the call at a new nonce: the old one was used by a tx that is not relayq's
+	KindGapFill  = "gap_fill" // a 0-value self-send that uses a nonce the job bound but can never use
+)
 
 // Error says why a job failed.
 type Error struct {

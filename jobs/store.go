@@ -198,6 +198,8 @@ func decode(h map[string]string, hist, att []string) (*Job, error) {
 		EffectiveGasPrice: h["effective_gas_price"],
 		Raw:               h["raw"],
 		BodyHash:          h["body_hash"],
+		CancelRequested:   h["cancel_requested"] == "1",
+		Warning:           h["warning"],
 		Attempts:          []Attempt{},
 		History:           []Change{},
 	}

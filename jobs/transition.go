@@ -15,7 +15,7 @@ import (
 //
 // KEYS[1] job hash, KEYS[2] history list, KEYS[3] attempts list.
 // ARGV[1] job id, ARGV[2] new status, ARGV[3] allowed current statuses
-// (space-separated, each followed by a space), ARGV[4] status index key
+// (each between spaces: " queued submitted "), ARGV[4] status index key
 // prefix, ARGV[5] time (RFC 3339), ARGV[6] note as a JSON string, ARGV[7]
 // attempt JSON or "", ARGV[8..] field/value pairs.
 //
@@ -25,7 +25,7 @@ import (
 var transitionScript = redis.NewScript(`
 local cur = redis.call("HGET", KEYS[1], "status")
 if not cur then return {-1, ""} end
-if not string.find(ARGV[3], cur .. " ", 1, true) then return {0, cur} end
+if cur == "" or not string.find(ARGV[3], " " .. cur .. " ", 1, true) then return {0, cur} end
 local fv = {"status", ARGV[2], "updated_at", ARGV[5]}
 for i = 8, #ARGV do fv[#fv+1] = ARGV[i] end
 redis.call("HSET", KEYS[1], unpack(fv))
@@ -76,6 +76,7 @@ func (s *Store) apply(ctx context.Context, id string, to Status, from []Status, 
 		return "", fmt.Errorf("transition job %s: odd number of fields", id)
 	}
 	var allowed strings.Builder
+	allowed.WriteString(" ")
 	for _, f := range from {
 		allowed.WriteString(string(f) + " ")
 	}

@@ -60,7 +60,9 @@ func (a *Allocator) KeyTag() string { return a.next[:len(a.next)-len("next")] }
 // job's hash: a nonce is only bound to a job that is still queued, so a
 // stale duplicate of a finished job's task cannot take a nonce it would
 // never use.
-// ARGV[1] job id.
+// ARGV[1] job id, ARGV[2] the signer's address, written to the job's "from"
+// in the same step: once a nonce of this signer is bound, a retry on any
+// worker must sign with this signer.
 // Returns the nonce, or the error "NOTINIT" when next is unset, or
 // "NOTQUEUED" when the job is not queued.
 var reserveScript = redis.NewScript(`
@@ -72,6 +74,7 @@ if not n then return redis.error_reply("NOTINIT") end
 redis.call("SET", KEYS[1], n + 1)
 redis.call("HSET", KEYS[2], ARGV[1], n)
 redis.call("ZADD", KEYS[3], n, ARGV[1])
+redis.call("HSET", KEYS[4], "from", ARGV[2])
 return tonumber(n)
 `)
 
@@ -79,7 +82,7 @@ return tonumber(n)
 // job that already holds a nonce gets the same one. jobKey is the Redis key
 // of the job's record (jobs.Store.JobKey).
 func (a *Allocator) Reserve(ctx context.Context, jobID, jobKey string) (uint64, error) {
-	n, err := reserveScript.Run(ctx, a.rdb, []string{a.next, a.bound, a.flight, jobKey}, jobID).Int64()
+	n, err := reserveScript.Run(ctx, a.rdb, []string{a.next, a.bound, a.flight, jobKey}, jobID, a.addr.Hex()).Int64()
 	if err != nil {
 		// Redis prefixes script errors with a code ("ERR NOTINIT").
 		switch msg := err.Error(); {
@@ -91,6 +94,62 @@ func (a *Allocator) Reserve(ctx context.Context, jobID, jobKey string) (uint64, 
 		return 0, fmt.Errorf("reserve nonce: %w", err)
 	}
 	return uint64(n), nil
+}
+
+// rebindScript moves a job to a fresh nonce when its old one was used by a
+// transaction that is not relayq's: the job never executed, so it needs a new
+// place in the sequence. It does nothing unless the job is still bound to
+// the old nonce (a concurrent rebind already happened).
+//
+// KEYS[1] next, KEYS[2] bound hash, KEYS[3] inflight zset.
+// ARGV[1] job id, ARGV[2] old nonce.
+// Returns the new nonce, or -1 when the job is not bound to the old nonce.
+var rebindScript = redis.NewScript(`
+if redis.call("HGET", KEYS[2], ARGV[1]) ~= ARGV[2] then return -1 end
+local n = redis.call("GET", KEYS[1])
+if not n then return redis.error_reply("NOTINIT") end
+redis.call("SET", KEYS[1], n + 1)
+redis.call("HSET", KEYS[2], ARGV[1], n)
+redis.call("ZADD", KEYS[3], n, ARGV[1])
+return tonumber(n)
+`)
+
+// ErrNotBound means a rebind found the job no longer bound to the nonce it
+// expected.
+var ErrNotBound = errors.New("job is not bound to that nonce")
+
+// Rebind gives jobID the next nonce in place of old. Call Reconcile first, so
+// the new nonce is past what the chain has used.
+func (a *Allocator) Rebind(ctx context.Context, jobID string, old uint64) (uint64, error) {
+	n, err := rebindScript.Run(ctx, a.rdb, []string{a.next, a.bound, a.flight}, jobID, strconv.FormatUint(old, 10)).Int64()
+	if err != nil {
+		if strings.HasSuffix(err.Error(), "NOTINIT") {
+			return 0, ErrNotInitialized
+		}
+		return 0, fmt.Errorf("rebind nonce: %w", err)
+	}
+	if n < 0 {
+		return 0, ErrNotBound
+	}
+	return uint64(n), nil
+}
+
+// SetPaused records (reason != "") or clears that the signer cannot pay.
+func (a *Allocator) SetPaused(ctx context.Context, reason string) error {
+	key := a.KeyTag() + "paused"
+	if reason == "" {
+		return a.rdb.Del(ctx, key).Err()
+	}
+	return a.rdb.Set(ctx, key, reason, 0).Err()
+}
+
+// Paused returns why the signer is paused, or "".
+func (a *Allocator) Paused(ctx context.Context) (string, error) {
+	v, err := a.rdb.Get(ctx, a.KeyTag()+"paused").Result()
+	if errors.Is(err, redis.Nil) {
+		return "", nil
+	}
+	return v, err
 }
 
 // Bound returns the nonce bound to jobID, if any.

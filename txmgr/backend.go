@@ -6,6 +6,7 @@ package txmgr
 
 import (
 	"context"
+	"encoding/json"
 	"errors"
 	"fmt"
 	"math/big"
@@ -34,6 +35,9 @@ type Backend interface {
 	// TransactionReceipts fetches receipts in one round trip; a tx the node
 	// has not mined is a nil entry, not an error.
 	TransactionReceipts(ctx context.Context, hashes []common.Hash) ([]*types.Receipt, error)
+	// TransactionsKnown reports, in one round trip, which transactions the
+	// node knows (in its pool or mined): a false entry was dropped.
+	TransactionsKnown(ctx context.Context, hashes []common.Hash) ([]bool, error)
 }
 
 // RPC is a Backend over JSON-RPC with a deadline on every call.
@@ -138,7 +142,7 @@ func (r *RPC) TransactionReceipts(ctx context.Context, hashes []common.Hash) ([]
 	for i, h := range hashes {
 		batch[i] = rpc.BatchElem{Method: "eth_getTransactionReceipt", Args: []any{h}, Result: &out[i]}
 	}
-	if err := r.rpc.BatchCallContext(ctx, batch); err != nil {
+	if err := r.batch(ctx, batch); err != nil {
 		return nil, fmt.Errorf("receipts batch: %w", err)
 	}
 	for i, b := range batch {
@@ -153,6 +157,48 @@ func (r *RPC) TransactionReceipts(ctx context.Context, hashes []common.Hash) ([]
 		}
 	}
 	return out, nil
+}
+
+// TransactionsKnown asks eth_getTransactionByHash for every hash in one
+// batch.
+func (r *RPC) TransactionsKnown(ctx context.Context, hashes []common.Hash) ([]bool, error) {
+	if len(hashes) == 0 {
+		return nil, nil
+	}
+	ctx, cancel := r.deadline(ctx)
+	defer cancel()
+	res := make([]*json.RawMessage, len(hashes))
+	batch := make([]rpc.BatchElem, len(hashes))
+	for i, h := range hashes {
+		batch[i] = rpc.BatchElem{Method: "eth_getTransactionByHash", Args: []any{h}, Result: &res[i]}
+	}
+	if err := r.batch(ctx, batch); err != nil {
+		return nil, fmt.Errorf("transactions batch: %w", err)
+	}
+	out := make([]bool, len(hashes))
+	for i, b := range batch {
+		if b.Error != nil {
+			return nil, fmt.Errorf("transaction %s: %w", hashes[i], b.Error)
+		}
+		out[i] = res[i] != nil && string(*res[i]) != "null"
+	}
+	return out, nil
+}
+
+// maxBatch is the most calls sent in one JSON-RPC batch: geth refuses
+// batches over 1,000 by default, and providers often allow fewer.
+const maxBatch = 200
+
+// batch sends elems in JSON-RPC batches of at most maxBatch calls.
+func (r *RPC) batch(ctx context.Context, elems []rpc.BatchElem) error {
+	for len(elems) > 0 {
+		n := min(len(elems), maxBatch)
+		if err := r.rpc.BatchCallContext(ctx, elems[:n]); err != nil {
+			return err
+		}
+		elems = elems[n:]
+	}
+	return nil
 }
 
 func isNotYet(err error) bool {

@@ -85,3 +85,7 @@ func ReplayRevert(ctx context.Context, b Backend, tx *types.Transaction, from co
 	data, _ := RevertData(err)
 	return data, err
 }
+
+// NoopGas is the gas of a 0-value transfer to an account without code: the
+// cancellations and gap fills relayq sends to its own signer.
+const NoopGas = 21000

@@ -82,9 +82,16 @@ func (w *Worker) submit(ctx context.Context, j *jobs.Job) error {
 		// fails here and leaves no gap in the nonce sequence.
 		gas, err = txmgr.Estimate(ctx, w.cfg.Backend, call)
 		if err != nil {
-			if txmgr.Classify(err) != txmgr.ClassPermanent {
+			switch txmgr.Classify(err) {
+			case txmgr.ClassPermanent:
+			case txmgr.ClassPaused:
+				a.pause(ctx, err.Error())
+				return &PausedError{Err: err}
+			default:
 				return fmt.Errorf("job %s: %w", j.ID, err)
 			}
+			// A job that already holds a nonce (an earlier run crashed after
+			// reserving it) fails too: the tracker fills that nonce.
 			jerr := revertError(jobs.ErrCodeRevertedAtEstimate, err)
 			log.Info("call reverts at estimate; job failed", "reason", jerr.RevertReason)
 			ferr := w.store.TransitionIf(ctx, j.ID, jobs.Queued, jobs.Failed, "reverted at estimate", jobs.Fields{"from", call.From.Hex(), "error", jobs.ErrorField(jerr)}, nil)
@@ -97,6 +104,12 @@ func (w *Worker) submit(ctx context.Context, j *jobs.Job) error {
 	fees, err := w.fees.Fees(ctx)
 	if err != nil {
 		return fmt.Errorf("job %s: %w", j.ID, err)
+	}
+	if fees.BlockGasLimit > 0 && gas > fees.BlockGasLimit {
+		// No block could hold it: fail before a nonce is taken.
+		msg := fmt.Sprintf("gas %d exceeds the block gas limit %d", gas, fees.BlockGasLimit)
+		return w.store.TransitionIf(ctx, j.ID, jobs.Queued, jobs.Failed, "too much gas",
+			jobs.Fields{"error", jobs.ErrorField(jobs.Error{Code: jobs.ErrCodeRejected, Message: msg})}, nil)
 	}
 	n, err := a.Nonces.Reserve(ctx, j.ID, w.store.JobKey(j.ID))
 	if errors.Is(err, nonce.ErrNotInitialized) {
@@ -114,7 +127,7 @@ func (w *Worker) submit(ctx context.Context, j *jobs.Job) error {
 	if err != nil {
 		return fmt.Errorf("job %s: %w", j.ID, err)
 	}
-	att := &jobs.Attempt{Hash: tx.Hash().Hex(), Nonce: n, Gas: gas, GasTipCap: fees.TipCap.String(), GasFeeCap: fees.FeeCap.String(), Kind: "original", SentAt: time.Now().UTC()}
+	att := newAttempt(tx, jobs.KindOriginal, fees.Head)
 	// Write-ahead: the signed bytes are durable before any node sees them.
 	err = w.store.TransitionIf(ctx, j.ID, jobs.Queued, jobs.Submitted, "signed",
 		jobs.Fields{"from", call.From.Hex(), "nonce", n, "gas", gas, "tx_hash", tx.Hash().Hex(), "raw", hexutil.Encode(raw)}, att)
@@ -128,7 +141,15 @@ func (w *Worker) submit(ctx context.Context, j *jobs.Job) error {
 		return fmt.Errorf("job %s: persist signed tx: %w", j.ID, err)
 	}
 	log.Debug("signed", "nonce", n, "tx_hash", tx.Hash().Hex())
-	return w.broadcast(ctx, j.ID, tx)
+	return w.broadcast(ctx, a, j.ID, tx)
+}
+
+func newAttempt(tx *types.Transaction, kind string, head uint64) *jobs.Attempt {
+	return &jobs.Attempt{
+		Hash: tx.Hash().Hex(), Nonce: tx.Nonce(), Gas: tx.Gas(),
+		GasTipCap: tx.GasTipCap().String(), GasFeeCap: tx.GasFeeCap().String(),
+		Kind: kind, SentAt: time.Now().UTC(), SentBlock: head,
+	}
 }
 
 func (w *Worker) rebroadcast(ctx context.Context, j *jobs.Job) error {
@@ -136,28 +157,32 @@ func (w *Worker) rebroadcast(ctx context.Context, j *jobs.Job) error {
 	if err != nil {
 		return fmt.Errorf("job %s: %w: %w", j.ID, err, asynq.SkipRetry)
 	}
-	return w.broadcast(ctx, j.ID, tx)
+	a, err := w.account(j)
+	if err != nil {
+		return err
+	}
+	return w.broadcast(ctx, a, j.ID, tx)
 }
 
 // broadcast sends a persisted transaction and decides from the node's answer
 // what happens next.
-func (w *Worker) broadcast(ctx context.Context, id string, tx *types.Transaction) error {
+func (w *Worker) broadcast(ctx context.Context, a *Account, id string, tx *types.Transaction) error {
 	err := w.cfg.Backend.SendTransaction(ctx, tx)
 	log := w.log.With("job_id", id, "tx_hash", tx.Hash().Hex(), "nonce", tx.Nonce())
 	switch c := txmgr.Classify(err); c {
 	case txmgr.ClassNone, txmgr.ClassAlreadyKnown:
+		a.pause(ctx, "")
 		return nil
 	case txmgr.ClassNonceTooLow:
-		// Most often our own tx was mined and this is a retry whose first
-		// answer was lost: the tracker will find its receipt.
-		rs, rerr := w.cfg.Backend.TransactionReceipts(ctx, []common.Hash{tx.Hash()})
-		if rerr == nil && len(rs) == 1 && rs[0] != nil {
-			return nil
-		}
-		log.Error("nonce used by a transaction that is not this job's", "err", err)
-		return fmt.Errorf("broadcast %s: %w", id, err)
+		// Either one of this job's own hashes was mined (a retry whose first
+		// answer was lost) or another sender used the nonce. Receipts can
+		// lag, so deciding now could execute the job twice: the tracker
+		// decides after watching a few blocks.
+		log.Info("nonce already used on chain; the tracker will resolve it", "err", err)
+		return nil
 	case txmgr.ClassPaused:
 		log.Warn("signer cannot pay; job waits", "err", err)
+		a.pause(ctx, err.Error())
 		return &PausedError{Err: err}
 	case txmgr.ClassPermanent:
 		log.Error("node rejected the transaction for good", "err", err)

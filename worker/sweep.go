@@ -58,7 +58,17 @@ func (w *Worker) Sweep(ctx context.Context, now time.Time) (int, error) {
 		}
 		_, err = w.enqueuer.EnqueueContext(ctx, t, opts...)
 		if errors.Is(err, asynq.ErrTaskIDConflict) {
-			continue
+			// Usually the task is still pending or retrying. But an archived
+			// task (retries used up, or archived from the monitor) keeps the
+			// id for months: delete it so the job can run again.
+			info, ierr := w.inspector.GetTaskInfo(tasks.QueueSend, id)
+			if ierr != nil || (info.State != asynq.TaskStateArchived && info.State != asynq.TaskStateCompleted) {
+				continue
+			}
+			if err := w.inspector.DeleteTask(tasks.QueueSend, id); err != nil {
+				return n, err
+			}
+			_, err = w.enqueuer.EnqueueContext(ctx, t, opts...)
 		}
 		if err != nil {
 			return n, err

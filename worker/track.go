@@ -3,33 +3,51 @@ package worker
 import (
 	"context"
 	"errors"
+	"fmt"
 	"math/big"
 	"time"
 
+	"github.com/ethereum/go-ethereum"
 	"github.com/ethereum/go-ethereum/common"
+	"github.com/ethereum/go-ethereum/common/hexutil"
 	"github.com/ethereum/go-ethereum/core/types"
 
 	"github.com/relayq/relayq/jobs"
+	"github.com/relayq/relayq/nonce"
 	"github.com/relayq/relayq/txmgr"
 )
 
 // trackBatch bounds how many in-flight jobs one tick looks at.
 const trackBatch = 2000
 
+// rebroadcastBlocks is how many blocks a pending transaction goes unchecked
+// before the tracker asks the node whether it still has it.
+const rebroadcastBlocks = 2
+
 // Tracker follows one signer's transactions block by block. Instead of
 // polling a receipt per job, it reads the signer's latest nonce once per
 // block and fetches receipts (in one batch) only for jobs whose nonce is now
-// below it: only those can have been mined.
+// below it: only those can have been mined. Jobs above it are pending: the
+// tracker re-broadcasts those the node dropped, replaces stuck ones with
+// higher fees, sends cancellations, and fills nonces that a failed or
+// cancelled job bound but will never use.
 type Tracker struct {
 	w        *Worker
 	a        *Account
 	lease    *Lease
 	lastHead common.Hash
+	checked  map[string]uint64 // job id → head when its pending tx was last checked or sent
+	missing  map[string]uint64 // job id → head when its nonce was first seen used without a receipt of ours
 }
 
 // NewTracker returns the tracker of account a.
 func NewTracker(w *Worker, a *Account) *Tracker {
-	return &Tracker{w: w, a: a, lease: NewLease(w.cfg.Redis, a.Nonces.KeyTag()+"tracker", 5*w.cfg.PollInterval+2*time.Second)}
+	return &Tracker{
+		w: w, a: a,
+		lease:   NewLease(w.cfg.Redis, a.Nonces.KeyTag()+"tracker", 5*w.cfg.PollInterval+2*time.Second),
+		checked: map[string]uint64{},
+		missing: map[string]uint64{},
+	}
 }
 
 // Run ticks every poll interval until ctx ends. Only the process holding the
@@ -54,6 +72,12 @@ func (t *Tracker) Run(ctx context.Context) {
 	}
 }
 
+// tracked is one in-flight job with the nonce the allocator binds it to.
+type tracked struct {
+	job   *jobs.Job
+	nonce uint64
+}
+
 // Tick does one round of tracking if the chain has a new head.
 func (t *Tracker) Tick(ctx context.Context) error {
 	b := t.w.cfg.Backend
@@ -64,12 +88,11 @@ func (t *Tracker) Tick(ctx context.Context) error {
 	if head.Hash() == t.lastHead {
 		return nil
 	}
-	addr := t.a.Signer.Address()
-	latest, err := b.NonceAt(ctx, addr, nil)
+	latest, err := b.NonceAt(ctx, t.a.Signer.Address(), nil)
 	if err != nil {
 		return err
 	}
-	inflight, err := t.a.Nonces.Below(ctx, latest, trackBatch)
+	inflight, err := t.a.Nonces.All(ctx, trackBatch)
 	if err != nil || len(inflight) == 0 {
 		if err == nil {
 			t.lastHead = head.Hash()
@@ -84,18 +107,56 @@ func (t *Tracker) Tick(ctx context.Context) error {
 	if err != nil {
 		return err
 	}
-	// One batch of receipts for every hash of every submitted job.
+	var used, pending []tracked
+	var errs []error
+	for i, j := range js {
+		switch {
+		case j == nil: // a record deleted by hand: nothing to track
+			errs = append(errs, t.a.Nonces.Release(ctx, ids[i]))
+		case inflight[i].Nonce < latest:
+			used = append(used, tracked{j, inflight[i].Nonce})
+		default:
+			pending = append(pending, tracked{j, inflight[i].Nonce})
+		}
+	}
+	errs = append(errs, t.trackUsed(ctx, head, used))
+	errs = append(errs, t.trackPending(ctx, head.Number.Uint64(), pending))
+	// Forget jobs that are no longer in flight.
+	live := make(map[string]bool, len(ids))
+	for _, id := range ids {
+		live[id] = true
+	}
+	for id := range t.checked {
+		if !live[id] {
+			delete(t.checked, id)
+		}
+	}
+	for id := range t.missing {
+		if !live[id] {
+			delete(t.missing, id)
+		}
+	}
+	if err := errors.Join(errs...); err != nil {
+		return err
+	}
+	t.lastHead = head.Hash()
+	return nil
+}
+
+// trackUsed handles jobs whose nonce the chain has used: find which of their
+// transactions was mined, confirm it, or notice that none of them was.
+func (t *Tracker) trackUsed(ctx context.Context, head *types.Header, used []tracked) error {
 	var hashes []common.Hash
-	for _, j := range js {
-		if j != nil && j.Status == jobs.Submitted {
-			for _, at := range j.Attempts {
+	for _, u := range used {
+		if u.job.Status == jobs.Submitted {
+			for _, at := range u.job.Attempts {
 				hashes = append(hashes, common.HexToHash(at.Hash))
 			}
 		}
 	}
 	receipts := map[common.Hash]*types.Receipt{}
 	if len(hashes) > 0 {
-		rs, err := b.TransactionReceipts(ctx, hashes)
+		rs, err := t.w.cfg.Backend.TransactionReceipts(ctx, hashes)
 		if err != nil {
 			return err
 		}
@@ -107,48 +168,52 @@ func (t *Tracker) Tick(ctx context.Context) error {
 	}
 	canon := map[uint64]common.Hash{head.Number.Uint64(): head.Hash()}
 	var errs []error
-	for i, j := range js {
-		if j == nil {
-			// A record deleted by hand: nothing to track.
-			errs = append(errs, t.a.Nonces.Release(ctx, ids[i]))
-			continue
-		}
+	for _, u := range used {
+		j := u.job
 		switch j.Status {
 		case jobs.Submitted:
-			if err := t.mined(ctx, j, receipts); err != nil {
+			found, err := t.mined(ctx, j, receipts)
+			if err != nil {
 				errs = append(errs, err)
 				continue
 			}
+			if !found {
+				errs = append(errs, t.foreign(ctx, head.Number.Uint64(), u))
+				continue
+			}
+			delete(t.missing, j.ID)
 			if j.Status == jobs.Mined {
 				errs = append(errs, t.confirm(ctx, j, head, canon))
 			}
 		case jobs.Mined:
 			errs = append(errs, t.confirm(ctx, j, head, canon))
 		case jobs.Confirmed, jobs.Failed, jobs.Cancelled:
+			// Its nonce is used (by its tx, a cancellation or a gap fill).
+			delete(t.checked, j.ID)
 			errs = append(errs, t.a.Nonces.Release(ctx, j.ID))
 		}
+		// A queued job whose bound nonce is used was never signed: its send
+		// task will sign at that nonce, be told "nonce too low", and come
+		// back here as submitted.
 	}
-	if err := errors.Join(errs...); err != nil {
-		return err
-	}
-	t.lastHead = head.Hash()
-	return nil
+	return errors.Join(errs...)
 }
 
 // mined moves a submitted job whose transaction (any of its attempts) has a
-// receipt to mined, or to failed when it reverted. j is updated in place.
-func (t *Tracker) mined(ctx context.Context, j *jobs.Job, receipts map[common.Hash]*types.Receipt) error {
+// receipt to mined (or cancelled, when its cancellation won), or to failed
+// when it reverted. j is updated in place. found is false when no attempt
+// has a receipt.
+func (t *Tracker) mined(ctx context.Context, j *jobs.Job, receipts map[common.Hash]*types.Receipt) (found bool, err error) {
 	var r *types.Receipt
+	var won jobs.Attempt
 	for _, at := range j.Attempts {
 		if rr := receipts[common.HexToHash(at.Hash)]; rr != nil {
-			r = rr
+			r, won = rr, at
 			break
 		}
 	}
 	if r == nil {
-		// Its nonce is used but no hash of ours is mined (yet): the node may
-		// lag in indexing; the next tick looks again.
-		return nil
+		return false, nil
 	}
 	fields := jobs.Fields{
 		"tx_hash", r.TxHash.Hex(),
@@ -157,14 +222,21 @@ func (t *Tracker) mined(ctx context.Context, j *jobs.Job, receipts map[common.Ha
 		"gas_used", r.GasUsed,
 		"effective_gas_price", bigString(r.EffectiveGasPrice),
 	}
+	if won.Kind == jobs.KindCancel {
+		if err := t.w.store.TransitionIf(ctx, j.ID, jobs.Submitted, jobs.Cancelled, "cancellation mined", fields, nil); err != nil {
+			return true, err
+		}
+		j.Status = jobs.Cancelled
+		return true, t.a.Nonces.Release(ctx, j.ID)
+	}
 	if r.Status == types.ReceiptStatusSuccessful {
 		if err := t.w.store.TransitionIf(ctx, j.ID, jobs.Submitted, jobs.Mined, "", fields, nil); err != nil {
-			return err
+			return true, err
 		}
 		j.Status, j.BlockHash = jobs.Mined, r.BlockHash.Hex()
 		bn := r.BlockNumber.Uint64()
 		j.BlockNumber = &bn
-		return nil
+		return true, nil
 	}
 	jerr := jobs.Error{Code: jobs.ErrCodeRevertedOnChain, Message: "transaction reverted on chain"}
 	if tx, err := txmgr.RawTx(j.Raw); err == nil {
@@ -178,10 +250,289 @@ func (t *Tracker) mined(ctx context.Context, j *jobs.Job, receipts map[common.Ha
 	}
 	fields = append(fields, "error", jobs.ErrorField(jerr))
 	if err := t.w.store.TransitionIf(ctx, j.ID, jobs.Submitted, jobs.Failed, "reverted on chain", fields, nil); err != nil {
-		return err
+		return true, err
 	}
 	j.Status = jobs.Failed
-	return t.a.Nonces.Release(ctx, j.ID)
+	return true, t.a.Nonces.Release(ctx, j.ID)
+}
+
+// foreign handles a submitted job whose nonce the chain has used while none
+// of its hashes has a receipt. After ForeignAfterBlocks blocks (receipts can
+// lag) relayq concludes that another sender used the nonce: the job never
+// executed, so it gets a fresh nonce and a new signature.
+func (t *Tracker) foreign(ctx context.Context, head uint64, u tracked) error {
+	first, seen := t.missing[u.job.ID]
+	if !seen {
+		t.missing[u.job.ID] = head
+		return nil
+	}
+	if head-first < t.w.cfg.ForeignAfterBlocks {
+		return nil
+	}
+	// Before concluding, ask for the transactions themselves: a node whose
+	// receipts lag still knows a tx it mined. Only when none of the job's
+	// hashes is known anywhere is the nonce someone else's.
+	hashes := make([]common.Hash, len(u.job.Attempts))
+	for i, a := range u.job.Attempts {
+		hashes[i] = common.HexToHash(a.Hash)
+	}
+	known, err := t.w.cfg.Backend.TransactionsKnown(ctx, hashes)
+	if err != nil {
+		return err
+	}
+	for _, k := range known {
+		if k {
+			t.missing[u.job.ID] = head // ours after all; look again later
+			return nil
+		}
+	}
+	log := t.w.log.With("job_id", u.job.ID, "nonce", u.nonce)
+	log.Warn("nonce used by a transaction that is not relayq's; giving the job a new nonce")
+	if err := t.w.reconcile(ctx, t.a); err != nil {
+		return err
+	}
+	n, err := t.a.Nonces.Rebind(ctx, u.job.ID, u.nonce)
+	if errors.Is(err, nonce.ErrNotBound) {
+		return nil // rebound meanwhile
+	}
+	if err != nil {
+		return err
+	}
+	delete(t.missing, u.job.ID)
+	return t.resign(ctx, u.job, n)
+}
+
+// resign signs a job's call at nonce n (after a rebind), persists it, then
+// broadcasts it.
+func (t *Tracker) resign(ctx context.Context, j *jobs.Job, n uint64) error {
+	call, err := jobCall(j, t.a.Signer.Address())
+	if err != nil {
+		return err
+	}
+	fees, err := t.w.fees.Fees(ctx)
+	if err != nil {
+		return err
+	}
+	return t.replace(ctx, j, n, j.Gas, fees, call, jobs.KindResign)
+}
+
+// trackPending handles jobs whose nonce the chain has not used yet.
+func (t *Tracker) trackPending(ctx context.Context, head uint64, pending []tracked) error {
+	var check []tracked
+	var errs []error
+	for _, p := range pending {
+		j := p.job
+		switch j.Status {
+		case jobs.Submitted:
+			if j.Nonce != nil && *j.Nonce != p.nonce {
+				// A rebind was stored in the allocator but the process died
+				// before the job's new transaction was: finish it.
+				errs = append(errs, t.resign(ctx, j, p.nonce))
+				continue
+			}
+			if j.CancelRequested && lastKind(j) != jobs.KindCancel {
+				errs = append(errs, t.cancel(ctx, j, p.nonce))
+				continue
+			}
+		case jobs.Failed, jobs.Cancelled:
+			if len(j.Attempts) == 0 || (j.Nonce != nil && *j.Nonce != p.nonce) || !hasKind(j, jobs.KindGapFill) && lastKind(j) != jobs.KindCancel {
+				errs = append(errs, t.fillGap(ctx, j, p.nonce))
+				continue
+			}
+		case jobs.Mined:
+			// Its nonce is unused again: the block that held it was
+			// reorganised away.
+			errs = append(errs, t.unmine(ctx, j))
+			continue
+		default:
+			continue // queued: its send task has it
+		}
+		if head >= t.lastSeen(j)+rebroadcastBlocks {
+			check = append(check, p)
+		}
+	}
+	if len(check) == 0 {
+		return errors.Join(errs...)
+	}
+	hashes := make([]common.Hash, len(check))
+	for i, c := range check {
+		hashes[i] = common.HexToHash(c.job.TxHash)
+		if last := lastAttempt(c.job); last != nil {
+			hashes[i] = common.HexToHash(last.Hash)
+		}
+	}
+	known, err := t.w.cfg.Backend.TransactionsKnown(ctx, hashes)
+	if err != nil {
+		return errors.Join(append(errs, err)...)
+	}
+	for i, c := range check {
+		t.checked[c.job.ID] = head
+		last := lastAttempt(c.job)
+		switch {
+		case last != nil && head >= last.SentBlock+t.w.cfg.StuckBlocks:
+			// Stuck in the pool, or refused by it since the base fee rose
+			// past its fee cap: either way it needs a new price.
+			errs = append(errs, t.bump(ctx, c.job, c.nonce, *last))
+		case !known[i]:
+			// Dropped from the pool (or never broadcast: a crash after the
+			// write-ahead). The persisted bytes go out again.
+			t.w.log.Info("pending transaction unknown to the node; re-broadcasting", "job_id", c.job.ID, "nonce", c.nonce)
+			errs = append(errs, t.send(ctx, c.job.ID, c.job.Raw))
+		}
+	}
+	return errors.Join(errs...)
+}
+
+func (t *Tracker) lastSeen(j *jobs.Job) uint64 {
+	if h, ok := t.checked[j.ID]; ok {
+		return h
+	}
+	if last := lastAttempt(j); last != nil {
+		return last.SentBlock
+	}
+	return 0
+}
+
+// bump replaces a stuck transaction: same nonce, same call, fees up by at
+// least BumpPercent. At the fee ceiling the job stays submitted with a
+// warning; it is not failed.
+func (t *Tracker) bump(ctx context.Context, j *jobs.Job, n uint64, last jobs.Attempt) error {
+	current, err := t.w.fees.Fees(ctx)
+	if err != nil {
+		return err
+	}
+	old := txmgr.Fees{TipCap: parseBig(last.GasTipCap), FeeCap: parseBig(last.GasFeeCap)}
+	fees, err := txmgr.Bump(old, current, t.w.cfg.BumpPercent, t.w.cfg.MaxFeePerGas)
+	if errors.Is(err, txmgr.ErrFeeCeiling) {
+		if j.Warning == "" {
+			t.w.log.Warn("stuck transaction at the fee ceiling; not bumping", "job_id", j.ID, "nonce", n)
+			return t.w.store.Update(ctx, j.ID, j.Status, jobs.Fields{"warning", "stuck: a higher fee would pass RELAYQ_MAX_FEE_GWEI"}, nil)
+		}
+		return nil
+	}
+	if err != nil {
+		return err
+	}
+	var call txmgr.Call
+	gas := last.Gas
+	switch last.Kind {
+	case jobs.KindCancel, jobs.KindGapFill:
+		call = noop(t.a.Signer.Address())
+	default:
+		if call, err = jobCall(j, t.a.Signer.Address()); err != nil {
+			return err
+		}
+	}
+	kind := jobs.KindBump
+	if last.Kind == jobs.KindCancel || last.Kind == jobs.KindGapFill {
+		kind = last.Kind // still a cancellation / gap fill, just pricier
+	}
+	t.w.log.Info("replacing stuck transaction", "job_id", j.ID, "nonce", n, "max_fee_per_gas", fees.FeeCap, "kind", kind)
+	return t.replace(ctx, j, n, gas, fees, call, kind)
+}
+
+// cancel replaces a submitted job's transaction with a 0-value self-send at
+// the same nonce, priced as a bump so the node accepts the replacement.
+// Whichever is mined decides: the cancellation (cancelled) or the call.
+func (t *Tracker) cancel(ctx context.Context, j *jobs.Job, n uint64) error {
+	current, err := t.w.fees.Fees(ctx)
+	if err != nil {
+		return err
+	}
+	fees := current
+	if last := lastAttempt(j); last != nil {
+		old := txmgr.Fees{TipCap: parseBig(last.GasTipCap), FeeCap: parseBig(last.GasFeeCap)}
+		if fees, err = txmgr.Bump(old, current, t.w.cfg.BumpPercent, t.w.cfg.MaxFeePerGas); err != nil {
+			return t.w.store.Update(ctx, j.ID, jobs.Submitted, jobs.Fields{"warning", "cancel not sent: a replacement fee would pass RELAYQ_MAX_FEE_GWEI"}, nil)
+		}
+	}
+	t.w.log.Info("cancelling job", "job_id", j.ID, "nonce", n)
+	return t.replace(ctx, j, n, txmgr.NoopGas, fees, noop(t.a.Signer.Address()), jobs.KindCancel)
+}
+
+// fillGap uses a nonce that a failed or cancelled job bound but will never
+// use, with a 0-value self-send, so later nonces are not blocked.
+func (t *Tracker) fillGap(ctx context.Context, j *jobs.Job, n uint64) error {
+	fees, err := t.w.fees.Fees(ctx)
+	if err != nil {
+		return err
+	}
+	// A rejected original may still sit in some pool: price above it.
+	if last := lastAttempt(j); last != nil && last.Nonce == n {
+		old := txmgr.Fees{TipCap: parseBig(last.GasTipCap), FeeCap: parseBig(last.GasFeeCap)}
+		if bumped, err := txmgr.Bump(old, fees, t.w.cfg.BumpPercent, t.w.cfg.MaxFeePerGas); err == nil {
+			fees = bumped
+		}
+	}
+	t.w.log.Info("filling nonce gap", "job_id", j.ID, "nonce", n)
+	return t.replace(ctx, j, n, txmgr.NoopGas, fees, noop(t.a.Signer.Address()), jobs.KindGapFill)
+}
+
+// unmine sends a mined job back to submitted if its block is no longer
+// canonical.
+func (t *Tracker) unmine(ctx context.Context, j *jobs.Job) error {
+	if j.BlockNumber == nil {
+		return nil
+	}
+	hd, err := t.w.cfg.Backend.HeaderByNumber(ctx, new(big.Int).SetUint64(*j.BlockNumber))
+	if err == nil && hd.Hash() == common.HexToHash(j.BlockHash) {
+		return nil
+	}
+	if err != nil && !errors.Is(err, ethereum.NotFound) {
+		return err
+	}
+	t.w.log.Warn("reorg: block of mined job left the canonical chain", "job_id", j.ID, "block", *j.BlockNumber)
+	return t.w.store.TransitionIf(ctx, j.ID, jobs.Mined, jobs.Submitted, "reorg: block "+j.BlockHash+" no longer canonical",
+		jobs.Fields{"block_number", "", "block_hash", "", "gas_used", "", "effective_gas_price", ""}, nil)
+}
+
+// replace signs call at nonce n, persists it as the job's newest attempt
+// (write-ahead), then broadcasts it.
+func (t *Tracker) replace(ctx context.Context, j *jobs.Job, n, gas uint64, fees txmgr.Fees, call txmgr.Call, kind string) error {
+	if j.From != "" && common.HexToAddress(j.From) != t.a.Signer.Address() {
+		// Never sign a job with a key other than the one its nonce is bound to.
+		return fmt.Errorf("job %s belongs to signer %s, not %s", j.ID, j.From, t.a.Signer.Address())
+	}
+	tx, raw, err := txmgr.Sign(t.a.Signer, t.w.chainID, n, gas, fees, call)
+	if err != nil {
+		return err
+	}
+	fields := jobs.Fields{"raw", hexutil.Encode(raw), "warning", ""}
+	if kind == jobs.KindBump || kind == jobs.KindResign {
+		fields = append(fields, "tx_hash", tx.Hash().Hex(), "nonce", n)
+	}
+	if err := t.w.store.Update(ctx, j.ID, j.Status, fields, newAttempt(tx, kind, fees.Head)); err != nil {
+		var bad *jobs.BadTransitionError
+		if errors.As(err, &bad) {
+			return nil // the job moved on meanwhile; the next tick sees it
+		}
+		return err
+	}
+	t.checked[j.ID] = fees.Head
+	return t.send(ctx, j.ID, hexutil.Encode(raw))
+}
+
+// send broadcasts persisted bytes and classifies the answer; the tracker
+// looks again next block whatever happens.
+func (t *Tracker) send(ctx context.Context, id, raw string) error {
+	tx, err := txmgr.RawTx(raw)
+	if err != nil {
+		return err
+	}
+	err = t.w.cfg.Backend.SendTransaction(ctx, tx)
+	switch txmgr.Classify(err) {
+	case txmgr.ClassNone, txmgr.ClassAlreadyKnown:
+		t.a.pause(ctx, "")
+		return nil
+	case txmgr.ClassNonceTooLow:
+		return nil // mined meanwhile, or used by someone else: the next tick tells
+	case txmgr.ClassPaused:
+		t.a.pause(ctx, err.Error())
+		return nil
+	default:
+		t.w.log.Warn("tracker broadcast failed", "job_id", id, "tx_hash", tx.Hash().Hex(), "err", err)
+		return nil
+	}
 }
 
 // confirm moves a mined job to confirmed once its block is deep enough and
@@ -192,10 +543,7 @@ func (t *Tracker) confirm(ctx context.Context, j *jobs.Job, head *types.Header, 
 		return nil
 	}
 	bn := *j.BlockNumber
-	confs := j.Confirmations
-	if confs == 0 {
-		confs = 1
-	}
+	confs := max(j.Confirmations, 1)
 	if head.Number.Uint64()+1 < bn+confs {
 		return nil
 	}
@@ -217,6 +565,41 @@ func (t *Tracker) confirm(ctx context.Context, j *jobs.Job, head *types.Header, 
 		return err
 	}
 	return t.a.Nonces.Release(ctx, j.ID)
+}
+
+func noop(self common.Address) txmgr.Call {
+	return txmgr.Call{From: self, To: self, Value: new(big.Int)}
+}
+
+func lastAttempt(j *jobs.Job) *jobs.Attempt {
+	if len(j.Attempts) == 0 {
+		return nil
+	}
+	return &j.Attempts[len(j.Attempts)-1]
+}
+
+func lastKind(j *jobs.Job) string {
+	if a := lastAttempt(j); a != nil {
+		return a.Kind
+	}
+	return ""
+}
+
+func hasKind(j *jobs.Job, kind string) bool {
+	for _, a := range j.Attempts {
+		if a.Kind == kind {
+			return true
+		}
+	}
+	return false
+}
+
+func parseBig(s string) *big.Int {
+	n, ok := new(big.Int).SetString(s, 10)
+	if !ok {
+		return new(big.Int)
+	}
+	return n
 }
 
 func bigString(b *big.Int) string {

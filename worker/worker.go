@@ -11,6 +11,7 @@ import (
 	"log/slog"
 	"math/big"
 	"sync"
+	"sync/atomic"
 	"time"
 
 	"github.com/ethereum/go-ethereum/common"
@@ -34,26 +35,47 @@ type Config struct {
 	PollInterval time.Duration // how often trackers look for a new block
 	SweepAfter   time.Duration // a queued job this old is re-enqueued if its task is gone
 	MaxFeePerGas *big.Int      // fee cap ceiling, wei per gas
-	Log          *slog.Logger
+	// StuckBlocks is how many blocks a transaction may wait unmined before it
+	// is replaced with higher fees (default 3).
+	StuckBlocks uint64
+	// BumpPercent is how much a replacement raises both fees (at least 10).
+	BumpPercent int
+	// ForeignAfterBlocks is how many blocks a job's nonce may be used on chain
+	// with none of its hashes mined before relayq concludes another sender
+	// used the nonce, and gives the job a new one (default 3).
+	ForeignAfterBlocks uint64
+	Log                *slog.Logger
 }
 
 // Account is one signer with its nonce allocator.
 type Account struct {
 	Signer signer.Signer
 	Nonces *nonce.Allocator
+	paused atomic.Bool // mirrors the allocator's paused flag, to skip a write per send
+}
+
+// pause records that the signer cannot pay (insufficient funds), or clears it.
+func (a *Account) pause(ctx context.Context, reason string) {
+	if (reason != "") == a.paused.Load() {
+		return
+	}
+	if err := a.Nonces.SetPaused(ctx, reason); err == nil {
+		a.paused.Store(reason != "")
+	}
 }
 
 // Worker executes jobs.
 type Worker struct {
-	cfg      Config
-	store    *jobs.Store
-	chainID  *big.Int
-	accounts map[common.Address]*Account
-	order    []common.Address
-	fees     *txmgr.FeeOracle
-	enqueuer *asynq.Client
-	log      *slog.Logger
-	registry *nonce.Registry
+	cfg       Config
+	store     *jobs.Store
+	chainID   *big.Int
+	accounts  map[common.Address]*Account
+	order     []common.Address
+	fees      *txmgr.FeeOracle
+	enqueuer  *asynq.Client
+	inspector *asynq.Inspector
+	log       *slog.Logger
+	registry  *nonce.Registry
 }
 
 // New connects the worker to the chain: it reads the chain id and
@@ -71,19 +93,29 @@ func New(ctx context.Context, cfg Config) (*Worker, error) {
 	if cfg.SweepAfter <= 0 {
 		cfg.SweepAfter = 30 * time.Second
 	}
+	if cfg.StuckBlocks == 0 {
+		cfg.StuckBlocks = 3
+	}
+	if cfg.BumpPercent < txmgr.MinBumpPercent {
+		cfg.BumpPercent = txmgr.MinBumpPercent
+	}
+	if cfg.ForeignAfterBlocks == 0 {
+		cfg.ForeignAfterBlocks = 3
+	}
 	id, err := cfg.Backend.ChainID(ctx)
 	if err != nil {
 		return nil, fmt.Errorf("worker: chain id: %w", err)
 	}
 	w := &Worker{
-		cfg:      cfg,
-		store:    jobs.NewStore(cfg.Redis, cfg.Prefix),
-		chainID:  id,
-		accounts: map[common.Address]*Account{},
-		fees:     txmgr.NewFeeOracle(cfg.Backend, cfg.MaxFeePerGas, cfg.PollInterval/2),
-		enqueuer: asynq.NewClientFromRedisClient(cfg.Redis),
-		log:      cfg.Log,
-		registry: nonce.NewRegistry(cfg.Redis, cfg.Prefix),
+		cfg:       cfg,
+		store:     jobs.NewStore(cfg.Redis, cfg.Prefix),
+		chainID:   id,
+		accounts:  map[common.Address]*Account{},
+		fees:      txmgr.NewFeeOracle(cfg.Backend, cfg.MaxFeePerGas, cfg.PollInterval/2),
+		enqueuer:  asynq.NewClientFromRedisClient(cfg.Redis),
+		inspector: asynq.NewInspectorFromRedisClient(cfg.Redis),
+		log:       cfg.Log,
+		registry:  nonce.NewRegistry(cfg.Redis, cfg.Prefix),
 	}
 	for _, s := range cfg.Signers {
 		a := &Account{Signer: s, Nonces: nonce.New(cfg.Redis, cfg.Prefix, id.Uint64(), s.Address())}

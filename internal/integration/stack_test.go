@@ -3,6 +3,7 @@ package integration
 import (
 	"bytes"
 	"context"
+	"crypto/ecdsa"
 	"encoding/json"
 	"io"
 	"log/slog"
@@ -38,7 +39,9 @@ type stack struct {
 	t       *testing.T
 	redis   *testenv.RedisServer
 	rdb     *redis.Client
-	chain   *devchain.Chain
+	chain   *devchain.Chain    // the simulated chain, or nil on anvil
+	anvil   *testenv.AnvilNode // anvil, or nil
+	runCtx  context.Context
 	node    *txmgr.RPC
 	backend txmgr.Backend // what the worker uses (node, or a fault wrapper)
 	worker  *worker.Worker
@@ -51,6 +54,8 @@ type stack struct {
 type stackOptions struct {
 	wrap        func(txmgr.Backend) txmgr.Backend // fault injection around the node
 	noWorkerRun bool                              // build the worker but do not start it
+	anvilArgs   []string                          // run on anvil with these args instead of the simulated chain
+	worker      func(*worker.Config)              // adjust the worker's configuration
 }
 
 func newStack(t *testing.T, opts stackOptions) *stack {
@@ -61,34 +66,49 @@ func newStack(t *testing.T, opts stackOptions) *stack {
 	s.rdb = redis.NewClient(&redis.Options{Addr: s.redis.Addr()})
 	t.Cleanup(func() { s.rdb.Close() })
 
-	chain, err := devchain.Start(devchain.Options{BlockTime: 100 * time.Millisecond})
-	require.NoError(t, err)
-	t.Cleanup(func() { chain.Close() })
-	s.chain = chain
-	s.counter, err = chain.DeployCounter(ctx, chain.Keys()[1])
-	require.NoError(t, err)
-
-	s.node, err = txmgr.Dial(ctx, chain.URL(), 5*time.Second)
+	var url string
+	var keys []*ecdsa.PrivateKey
+	var err error
+	if opts.anvilArgs != nil {
+		s.anvil = testenv.Anvil(t, opts.anvilArgs...)
+		url, keys = s.anvil.URL(), s.anvil.Keys()
+	} else {
+		chain, err := devchain.Start(devchain.Options{BlockTime: 100 * time.Millisecond})
+		require.NoError(t, err)
+		t.Cleanup(func() { chain.Close() })
+		s.chain = chain
+		url, keys = chain.URL(), chain.Keys()
+	}
+	s.node, err = txmgr.Dial(ctx, url, 5*time.Second)
 	require.NoError(t, err)
 	t.Cleanup(s.node.Close)
+	deployCtx, cancelDeploy := context.WithTimeout(ctx, 30*time.Second)
+	defer cancelDeploy()
+	s.counter, err = devchain.DeployCounter(deployCtx, s.node, keys[1], s.mine)
+	require.NoError(t, err)
 	s.backend = s.node
 	if opts.wrap != nil {
 		s.backend = opts.wrap(s.node)
 	}
 	log := testLogger(t)
-	sg := signer.NewKey(chain.Keys()[0], big.NewInt(devchain.ChainID))
+	chainID, err := s.node.ChainID(ctx)
+	require.NoError(t, err)
+	sg := signer.NewKey(keys[0], chainID)
 	s.signer = sg.Address()
-	s.worker, err = worker.New(ctx, worker.Config{
+	wcfg := worker.Config{
 		Redis: s.rdb, Prefix: "relayq:", Backend: s.backend, Signers: []signer.Signer{sg},
 		Concurrency: 8, PollInterval: 50 * time.Millisecond, SweepAfter: time.Minute,
 		MaxFeePerGas: big.NewInt(500e9), Log: log,
-	})
+	}
+	if opts.worker != nil {
+		opts.worker(&wcfg)
+	}
+	s.worker, err = worker.New(ctx, wcfg)
 	require.NoError(t, err)
 	t.Cleanup(func() { s.worker.Close() })
+	s.runCtx = ctx
 	if !opts.noWorkerRun {
-		done := make(chan struct{})
-		go func() { defer close(done); _ = s.worker.Run(ctx) }()
-		t.Cleanup(func() { cancel(); <-done })
+		s.runWorker()
 	}
 	srv, err := api.New(ctx, api.Config{
 		Redis: s.rdb, RedisConnOpt: asynq.RedisClientOpt{Addr: s.redis.Addr()}, Prefix: "relayq:",
@@ -100,6 +120,23 @@ func newStack(t *testing.T, opts stackOptions) *stack {
 	t.Cleanup(s.api.Close)
 	s.store = jobs.NewStore(s.rdb, "relayq:")
 	return s
+}
+
+// runWorker starts the worker (once) until the test ends.
+func (s *stack) runWorker() {
+	done := make(chan struct{})
+	ctx, cancel := context.WithCancel(s.runCtx)
+	go func() { defer close(done); _ = s.worker.Run(ctx) }()
+	s.t.Cleanup(func() { cancel(); <-done })
+}
+
+// mine seals a block now: Commit on the simulated chain, evm_mine on anvil.
+func (s *stack) mine() {
+	if s.chain != nil {
+		s.chain.Commit()
+		return
+	}
+	s.anvil.RPC(s.t, "evm_mine")
 }
 
 func testLogger(t *testing.T) *slog.Logger {
