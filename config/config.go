@@ -44,6 +44,9 @@ type Config struct {
 	MaxFeePerGasWei uint64        // RELAYQ_MAX_FEE_GWEI, converted to wei: the fee cap ceiling
 	MonitorWrite    bool          // RELAYQ_MONITOR_WRITE=1 lets the monitor change tasks
 	LogLevel        string        // RELAYQ_LOG_LEVEL: debug, info, warn, error
+	TestCrashAt     string        // RELAYQ_TEST_CRASH_AT: crash tests only (see worker.Config.CrashAt)
+	StuckBlocks     uint64        // RELAYQ_STUCK_BLOCKS: blocks a tx may wait unmined before a fee bump
+	BumpPercent     uint64        // RELAYQ_BUMP_PERCENT: fee increase of a replacement, at least 10
 }
 
 // FromEnv reads the configuration through getenv (os.Getenv in main, a map
@@ -59,6 +62,7 @@ func FromEnv(getenv func(string) string) (Config, error) {
 		Prefix:         or(getenv("RELAYQ_REDIS_PREFIX"), DefaultPrefix),
 		MonitorWrite:   getenv("RELAYQ_MONITOR_WRITE") == "1",
 		LogLevel:       or(getenv("RELAYQ_LOG_LEVEL"), "info"),
+		TestCrashAt:    getenv("RELAYQ_TEST_CRASH_AT"),
 	}
 	var errs []error
 	c.Confirmations = uintVar(getenv, "RELAYQ_CONFIRMATIONS", DefaultConfirmations, &errs)
@@ -68,6 +72,8 @@ func FromEnv(getenv func(string) string) (Config, error) {
 		gwei = 0 // out of range: Check reports it
 	}
 	c.MaxFeePerGasWei = gwei * 1_000_000_000
+	c.StuckBlocks = uintVar(getenv, "RELAYQ_STUCK_BLOCKS", 3, &errs)
+	c.BumpPercent = uintVar(getenv, "RELAYQ_BUMP_PERCENT", 10, &errs)
 	c.PollInterval = durVar(getenv, "RELAYQ_POLL_INTERVAL", DefaultPollInterval, &errs)
 	c.RPCTimeout = durVar(getenv, "RELAYQ_RPC_TIMEOUT", DefaultRPCTimeout, &errs)
 	c.SweepAfter = durVar(getenv, "RELAYQ_SWEEP_AFTER", DefaultSweepAfter, &errs)
@@ -129,6 +135,12 @@ func (c Config) Check(role Role) error {
 	}
 	if c.MaxFeePerGasWei == 0 {
 		bad("RELAYQ_MAX_FEE_GWEI", "must be from 1 to 1000000")
+	}
+	if c.StuckBlocks < 1 || c.StuckBlocks > 1000 {
+		bad("RELAYQ_STUCK_BLOCKS", "%d is not within 1..1000", c.StuckBlocks)
+	}
+	if c.BumpPercent < 10 || c.BumpPercent > 1000 {
+		bad("RELAYQ_BUMP_PERCENT", "%d is not within 10..1000 (nodes refuse replacements bumped less than 10%%)", c.BumpPercent)
 	}
 	if c.SweepAfter < time.Second {
 		bad("RELAYQ_SWEEP_AFTER", "%s is below 1s", c.SweepAfter)

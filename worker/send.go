@@ -123,6 +123,7 @@ func (w *Worker) submit(ctx context.Context, j *jobs.Job) error {
 	if err != nil {
 		return fmt.Errorf("job %s: %w", j.ID, err)
 	}
+	w.crashPoint("after_reserve")
 	tx, raw, err := txmgr.Sign(a.Signer, w.chainID, n, gas, fees, call)
 	if err != nil {
 		return fmt.Errorf("job %s: %w", j.ID, err)
@@ -141,7 +142,10 @@ func (w *Worker) submit(ctx context.Context, j *jobs.Job) error {
 		return fmt.Errorf("job %s: persist signed tx: %w", j.ID, err)
 	}
 	log.Debug("signed", "nonce", n, "tx_hash", tx.Hash().Hex())
-	return w.broadcast(ctx, a, j.ID, tx)
+	w.crashPoint("after_persist")
+	err = w.broadcast(ctx, a, j.ID, tx)
+	w.crashPoint("after_broadcast")
+	return err
 }
 
 func newAttempt(tx *types.Transaction, kind string, head uint64) *jobs.Attempt {

@@ -38,6 +38,7 @@ type Tracker struct {
 	lastHead common.Hash
 	checked  map[string]uint64 // job id → head when its pending tx was last checked or sent
 	missing  map[string]uint64 // job id → head when its nonce was first seen used without a receipt of ours
+	orphans  map[string]uint64 // job id → head when it was first seen queued while holding a nonce
 }
 
 // NewTracker returns the tracker of account a.
@@ -47,6 +48,7 @@ func NewTracker(w *Worker, a *Account) *Tracker {
 		lease:   NewLease(w.cfg.Redis, a.Nonces.KeyTag()+"tracker", 5*w.cfg.PollInterval+2*time.Second),
 		checked: map[string]uint64{},
 		missing: map[string]uint64{},
+		orphans: map[string]uint64{},
 	}
 }
 
@@ -134,6 +136,11 @@ func (t *Tracker) Tick(ctx context.Context) error {
 	for id := range t.missing {
 		if !live[id] {
 			delete(t.missing, id)
+		}
+	}
+	for id := range t.orphans {
+		if !live[id] {
+			delete(t.orphans, id)
 		}
 	}
 	if err := errors.Join(errs...); err != nil {
@@ -344,8 +351,24 @@ func (t *Tracker) trackPending(ctx context.Context, head uint64, pending []track
 			// reorganised away.
 			errs = append(errs, t.unmine(ctx, j))
 			continue
+		case jobs.Queued:
+			// It holds a nonce but has no signed tx: its worker died between
+			// the two. Asynq would bring the task back only after its lease
+			// (a minute or two) while every later nonce waits, so after a
+			// few blocks the tracker finishes the submission itself. That is
+			// safe alongside a live or recovered task: both get the same
+			// bound nonce and only one signature can be persisted.
+			first, seen := t.orphans[j.ID]
+			if !seen {
+				t.orphans[j.ID] = head
+			} else if head >= first+t.w.cfg.StuckBlocks {
+				t.w.log.Warn("finishing the submission of a job whose worker died after binding its nonce", "job_id", j.ID, "nonce", p.nonce)
+				delete(t.orphans, j.ID)
+				errs = append(errs, t.w.submit(ctx, j))
+			}
+			continue
 		default:
-			continue // queued: its send task has it
+			continue
 		}
 		if head >= t.lastSeen(j)+rebroadcastBlocks {
 			check = append(check, p)

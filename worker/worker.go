@@ -10,8 +10,10 @@ import (
 	"fmt"
 	"log/slog"
 	"math/big"
+	"os"
 	"sync"
 	"sync/atomic"
+	"syscall"
 	"time"
 
 	"github.com/ethereum/go-ethereum/common"
@@ -44,7 +46,11 @@ type Config struct {
 	// with none of its hashes mined before relayq concludes another sender
 	// used the nonce, and gives the job a new one (default 3).
 	ForeignAfterBlocks uint64
-	Log                *slog.Logger
+	// CrashAt, for crash tests only, names a point in the send path where
+	// the process kills itself with SIGKILL the first time it gets there:
+	// "after_reserve", "after_persist" or "after_broadcast".
+	CrashAt string
+	Log     *slog.Logger
 }
 
 // Account is one signer with its nonce allocator.
@@ -129,6 +135,16 @@ func New(ctx context.Context, cfg Config) (*Worker, error) {
 		return nil, fmt.Errorf("worker: %w", err)
 	}
 	return w, nil
+}
+
+// crashPoint kills the process (SIGKILL, like kill -9) at a named point of
+// the send path when a crash test asked for it.
+func (w *Worker) crashPoint(name string) {
+	if w.cfg.CrashAt == name {
+		w.log.Warn("crash test: killing this process", "at", name)
+		_ = syscall.Kill(os.Getpid(), syscall.SIGKILL)
+		select {} // SIGKILL cannot be caught; never continue past the point
+	}
 }
 
 // ChainID is the chain the worker serves.

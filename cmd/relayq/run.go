@@ -119,6 +119,7 @@ func serve(ctx context.Context, role config.Role, cfg config.Config, rdb redis.U
 			Redis: rdb, Prefix: cfg.Prefix, Backend: node, Signers: signers,
 			Concurrency: cfg.Concurrency, PollInterval: cfg.PollInterval, SweepAfter: cfg.SweepAfter,
 			MaxFeePerGas: new(big.Int).SetUint64(cfg.MaxFeePerGasWei), Log: log,
+			CrashAt: cfg.TestCrashAt, StuckBlocks: cfg.StuckBlocks, BumpPercent: int(cfg.BumpPercent),
 		})
 		if err != nil {
 			return err

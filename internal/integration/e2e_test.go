@@ -21,22 +21,31 @@ import (
 )
 
 // cluster is relayq as separate processes (one API, several workers) on
-// anvil and a redis-server, the way an operator runs it.
+// anvil (optionally behind a fault-injecting proxy) and a redis-server, the
+// way an operator runs it.
 type cluster struct {
 	t       *testing.T
 	anvil   *testenv.AnvilNode
+	proxy   *testenv.RPCProxy
 	redis   *testenv.RedisServer
-	node    *txmgr.RPC
+	node    *txmgr.RPC // straight to anvil, for checks
 	apiURL  string
 	workers []*testenv.Process
 	env     []string
+	bin     string
 }
 
-func newCluster(t *testing.T, workers int, anvilArgs ...string) (*cluster, string) {
+type clusterOptions struct {
+	workers   int
+	anvilArgs []string
+	proxy     bool     // put an RPCProxy between relayq and anvil
+	env       []string // extra environment for every relayq process
+}
+
+func newCluster(t *testing.T, opts clusterOptions) (*cluster, string) {
 	t.Helper()
 	ctx := context.Background()
-	bin := testenv.RelayqBinary(t)
-	c := &cluster{t: t, anvil: testenv.Anvil(t, anvilArgs...), redis: testenv.Redis(t)}
+	c := &cluster{t: t, bin: testenv.RelayqBinary(t), anvil: testenv.Anvil(t, opts.anvilArgs...), redis: testenv.Redis(t)}
 	var err error
 	c.node, err = txmgr.Dial(ctx, c.anvil.URL(), 10*time.Second)
 	require.NoError(t, err)
@@ -46,22 +55,27 @@ func newCluster(t *testing.T, workers int, anvilArgs ...string) (*cluster, strin
 	defer cancel()
 	counter, err := devchain.DeployCounter(dctx, c.node, keys[1], func() {})
 	require.NoError(t, err)
-
-	c.env = []string{
+	rpcURL := c.anvil.URL()
+	if opts.proxy {
+		c.proxy = testenv.NewRPCProxy(t, c.anvil.URL())
+		rpcURL = c.proxy.URL()
+	}
+	c.env = append([]string{
 		"REDIS_URL=" + c.redis.URL(),
-		"RELAYQ_RPC_URL=" + c.anvil.URL(),
+		"RELAYQ_RPC_URL=" + rpcURL,
 		"RELAYQ_PRIVATE_KEYS=" + fmt.Sprintf("%x", crypto.FromECDSA(keys[0])),
 		"RELAYQ_POLL_INTERVAL=200ms",
 		"RELAYQ_WORKER_CONCURRENCY=16",
+		"RELAYQ_RPC_TIMEOUT=3s",
 		"RELAYQ_LOG_LEVEL=info",
-	}
-	for i := range workers {
-		c.workers = append(c.workers, testenv.Start(t, fmt.Sprintf("worker-%d", i), bin, c.env, nil, "worker"))
+	}, opts.env...)
+	for range opts.workers {
+		c.addWorker()
 	}
 	port := testenv.FreePort(t)
 	c.apiURL = fmt.Sprintf("http://127.0.0.1:%d", port)
 	apiEnv := append([]string{"RELAYQ_LISTEN=127.0.0.1:" + fmt.Sprint(port), "RELAYQ_API_KEYS=" + testAPIKey}, c.env...)
-	testenv.Start(t, "api", bin, apiEnv, func() error {
+	testenv.Start(t, "api", c.bin, apiEnv, func() error {
 		res, err := http.Get(c.apiURL + "/readyz")
 		if err != nil {
 			return err
@@ -73,6 +87,13 @@ func newCluster(t *testing.T, workers int, anvilArgs ...string) (*cluster, strin
 		return nil
 	}, "api")
 	return c, counter.Hex()
+}
+
+// addWorker starts one more `relayq worker` process with extra env.
+func (c *cluster) addWorker(env ...string) *testenv.Process {
+	p := testenv.Start(c.t, fmt.Sprintf("worker-%d", len(c.workers)), c.bin, append(append([]string{}, c.env...), env...), nil, "worker")
+	c.workers = append(c.workers, p)
+	return p
 }
 
 func (c *cluster) request(method, path, body string) (int, []byte, error) {
@@ -171,7 +192,7 @@ func (c *cluster) waitAll(ids []string, within time.Duration) []jobs.Job {
 // one key, on anvil with 1 s blocks.
 func TestEndToEndTwoWorkersOneKey(t *testing.T) {
 	t.Parallel()
-	c, counter := newCluster(t, 2, "--block-time", "1")
+	c, counter := newCluster(t, clusterOptions{workers: 2, anvilArgs: []string{"--block-time", "1"}})
 	const n = 200
 	start := time.Now()
 	ids := c.post(n, fmt.Sprintf(`{"to":%q,"function":"increment()"}`, counter))
@@ -191,13 +212,20 @@ func TestEndToEndTwoWorkersOneKey(t *testing.T) {
 		require.NotEmpty(t, seen[i], "nonce %d unused: the sequence has a gap", i)
 	}
 	require.Equal(t, uint64(n), counterValue(t, c.node, commonAddr(counter)), "the contract counted every job exactly once")
-	ctx := context.Background()
-	signer := crypto.PubkeyToAddress(c.anvil.Keys()[0].PublicKey)
-	latest, err := c.node.NonceAt(ctx, signer, nil)
-	require.NoError(t, err)
-	pending, err := c.node.PendingNonceAt(ctx, signer)
-	require.NoError(t, err)
+	latest, pending := c.nonces()
 	require.Equal(t, uint64(n), latest)
 	require.Equal(t, latest, pending, "nothing left in the pool")
 	t.Logf("e2e: %d jobs, 2 workers, 1 key: accepted in %v, all confirmed in %v", n, accepted.Round(time.Millisecond), elapsed.Round(time.Millisecond))
+}
+
+// nonces returns the signer's latest and pending nonce, straight from anvil.
+func (c *cluster) nonces() (latest, pending uint64) {
+	c.t.Helper()
+	ctx := context.Background()
+	signer := crypto.PubkeyToAddress(c.anvil.Keys()[0].PublicKey)
+	latest, err := c.node.NonceAt(ctx, signer, nil)
+	require.NoError(c.t, err)
+	pending, err = c.node.PendingNonceAt(ctx, signer)
+	require.NoError(c.t, err)
+	return latest, pending
 }

@@ -43,7 +43,9 @@ func (s *stack) waitFor(what string, step func(), cond func(j jobs.Job) bool, id
 	}
 }
 
-func status(st jobs.Status) func(jobs.Job) bool { return func(j jobs.Job) bool { return j.Status == st } }
+func status(st jobs.Status) func(jobs.Job) bool {
+	return func(j jobs.Job) bool { return j.Status == st }
+}
 
 func kinds(j jobs.Job) []string {
 	var out []string

@@ -269,3 +269,9 @@ func callMsg(to common.Address, data []byte) ethereum.CallMsg {
 func jsonUnmarshal(b []byte, v any) error { return json.Unmarshal(b, v) }
 
 func commonAddr(s string) common.Address { return common.HexToAddress(s) }
+
+func hexBig(v int64) *big.Int { return big.NewInt(v) }
+
+func stringsReader(s string) io.Reader { return strings.NewReader(s) }
+
+func readAll(r io.Reader) ([]byte, error) { return io.ReadAll(r) }
