@@ -532,6 +532,7 @@ func (t *Tracker) replace(ctx context.Context, j *jobs.Job, n, gas uint64, fees 
 		return err
 	}
 	t.checked[j.ID] = fees.Head
+	t.w.crashPoint("after_replace_persist")
 	return t.send(ctx, j.ID, hexutil.Encode(raw))
 }
 

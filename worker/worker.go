@@ -48,7 +48,9 @@ type Config struct {
 	ForeignAfterBlocks uint64
 	// CrashAt, for crash tests only, names a point in the send path where
 	// the process kills itself with SIGKILL the first time it gets there:
-	// "after_reserve", "after_persist" or "after_broadcast".
+	// "after_reserve", "after_persist", "after_broadcast" (send path) or
+	// "after_replace_persist" (a fee bump, cancel or gap fill written but
+	// not yet broadcast).
 	CrashAt string
 	Log     *slog.Logger
 }

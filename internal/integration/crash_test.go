@@ -124,6 +124,9 @@ func TestChaos(t *testing.T) {
 		sleep(time.Duration(1000+rand.IntN(2000)) * time.Millisecond)
 		killWorker(rand.IntN(2))
 	}
+	// A graceful stop under load (SIGTERM) hands back what it holds.
+	require.NoError(t, c.workers[0].Stop())
+	require.NoError(t, c.workers[0].Restart())
 	lastFault := time.Now()
 	posted.Wait()
 
@@ -188,4 +191,53 @@ func (c *cluster) dropOnePending() bool {
 	}
 	_, err = c.anvil.Call(context.Background(), "anvil_dropTransaction", list.Jobs[0].TxHash)
 	return err == nil
+}
+
+// A worker killed between writing a fee bump and broadcasting it: the
+// replacement is durable, so the next worker's tracker sends it (or bumps
+// again); the call still executes once.
+func TestCrashInTheMiddleOfAFeeBump(t *testing.T) {
+	t.Parallel()
+	c, counter := newCluster(t, clusterOptions{anvilArgs: []string{"--no-mining"}})
+	doomed := c.addWorker("RELAYQ_TEST_CRASH_AT=after_replace_persist")
+	ids := c.post(1, fmt.Sprintf(`{"to":%q,"function":"increment()"}`, counter))
+	deadline := time.Now().Add(90 * time.Second)
+	for {
+		_, b, err := c.request(http.MethodGet, "/v1/jobs/"+ids[0], "")
+		require.NoError(t, err)
+		var j jobs.Job
+		require.NoError(t, jsonUnmarshal(b, &j))
+		if j.Status == jobs.Submitted {
+			break // signed at today's base fee
+		}
+		require.True(t, time.Now().Before(deadline), "never submitted")
+		time.Sleep(50 * time.Millisecond)
+	}
+	for doomed.Running() {
+		// Every block's base fee is far above what the tx offers: it is stuck.
+		c.anvil.RPC(t, "anvil_setNextBlockBaseFeePerGas", hexutil.EncodeBig(hexBig(200e9)))
+		c.anvil.RPC(t, "evm_mine")
+		require.True(t, time.Now().Before(deadline), "the worker never bumped")
+		time.Sleep(250 * time.Millisecond)
+	}
+	c.addWorker()
+	stop := make(chan struct{})
+	go func() {
+		for {
+			select {
+			case <-stop:
+				return
+			case <-time.After(300 * time.Millisecond):
+				_, _ = c.anvil.Call(context.Background(), "evm_mine")
+			}
+		}
+	}()
+	all := c.waitAll(ids, 2*time.Minute)
+	close(stop)
+	j := all[0]
+	require.Equal(t, jobs.Confirmed, j.Status)
+	require.GreaterOrEqual(t, len(j.Attempts), 2, "the bump was persisted before the crash")
+	require.Equal(t, uint64(1), counterValue(t, c.node, commonAddr(counter)), "one execution")
+	latest, pending := c.nonces()
+	require.Equal(t, latest, pending)
 }

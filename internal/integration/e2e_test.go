@@ -53,7 +53,8 @@ func newCluster(t *testing.T, opts clusterOptions) (*cluster, string) {
 	keys := c.anvil.Keys()
 	dctx, cancel := context.WithTimeout(ctx, 30*time.Second)
 	defer cancel()
-	counter, err := devchain.DeployCounter(dctx, c.node, keys[1], func() {})
+	// Seal a block while waiting, in case anvil does not mine by itself.
+	counter, err := devchain.DeployCounter(dctx, c.node, keys[1], func() { _, _ = c.anvil.Call(dctx, "evm_mine") })
 	require.NoError(t, err)
 	rpcURL := c.anvil.URL()
 	if opts.proxy {
