@@ -11,8 +11,6 @@ import (
 
 	"github.com/alicebob/miniredis/v2"
 	"github.com/ethereum/go-ethereum/crypto"
-	"github.com/hibiken/asynq"
-	"github.com/redis/go-redis/v9"
 
 	"github.com/relayq/relayq/config"
 	"github.com/relayq/relayq/internal/devchain"
@@ -84,17 +82,6 @@ func runDev(ctx context.Context, getenv func(string) string, stdout, stderr io.W
 	} else {
 		l.Close()
 	}
-	log := newLogger(stderr, cfg.LogLevel)
-	ropt, err := redis.ParseURL(cfg.RedisURL)
-	if err != nil {
-		return fmt.Errorf("REDIS_URL: %w", err)
-	}
-	rdb := redis.NewClient(ropt)
-	defer rdb.Close()
-	connOpt, err := asynq.ParseRedisURI(cfg.RedisURL)
-	if err != nil {
-		return fmt.Errorf("REDIS_URL: %w", err)
-	}
 
 	signerAddr := crypto.PubkeyToAddress(chain.Keys()[0].PublicKey)
 	base := "http://" + cfg.Listen
@@ -120,7 +107,7 @@ then poll the URL in its Location header (GET /v1/jobs/<id>) until "status" is "
 
 `, chain.URL(), devchain.ChainID, signerAddr.Hex(), counter.Hex(), redactURL(cfg.RedisURL), redisNote,
 		base, base, base, base, auth, counter.Hex())
-	return serve(ctx, config.RoleServe, cfg, rdb, connOpt, log, stdout)
+	return serve(ctx, config.RoleServe, cfg, newLogger(stderr, cfg.LogLevel), stdout)
 }
 
 // redactURL hides a password in a Redis URL.

@@ -74,22 +74,22 @@ func runServer(ctx context.Context, role config.Role, getenv func(string) string
 	if err != nil {
 		return fmt.Errorf("configuration:\n  %s", strings.ReplaceAll(err.Error(), "\n", "\n  "))
 	}
-	log := newLogger(stderr, cfg.LogLevel)
+	return serve(ctx, role, cfg, newLogger(stderr, cfg.LogLevel), stdout)
+}
+
+// serve runs the parts of relayq that role names until ctx ends.
+func serve(ctx context.Context, role config.Role, cfg config.Config, log *slog.Logger, stdout io.Writer) error {
 	ropt, err := redis.ParseURL(cfg.RedisURL)
 	if err != nil {
 		return fmt.Errorf("REDIS_URL: %w", err)
 	}
 	rdb := redis.NewClient(ropt)
 	defer rdb.Close()
+	// The monitor opens connections of its own, from the same URL.
 	connOpt, err := asynq.ParseRedisURI(cfg.RedisURL)
 	if err != nil {
 		return fmt.Errorf("REDIS_URL: %w", err)
 	}
-	return serve(ctx, role, cfg, rdb, connOpt, log, stdout)
-}
-
-// serve runs the parts of relayq that role names until ctx ends.
-func serve(ctx context.Context, role config.Role, cfg config.Config, rdb redis.UniversalClient, connOpt asynq.RedisConnOpt, log *slog.Logger, stdout io.Writer) error {
 	startCtx, cancel := context.WithTimeout(ctx, 30*time.Second)
 	defer cancel()
 	if err := rdb.Ping(startCtx).Err(); err != nil {
