@@ -306,3 +306,43 @@ func parseWei(t *testing.T, s string) *big.Int {
 	require.True(t, ok, s)
 	return n
 }
+
+// Reconcile on demand raises the allocator to the chain after the key was
+// used outside relayq.
+func TestReconcileOnDemand(t *testing.T) {
+	t.Parallel()
+	s := newStack(t, stackOptions{anvilArgs: []string{}, noWorkerRun: true})
+	ctx := context.Background()
+	// Two transactions from the signer's key that relayq did not send.
+	key := s.anvil.Keys()[0]
+	chainID, err := s.node.ChainID(ctx)
+	require.NoError(t, err)
+	for n := range uint64(2) {
+		tx, err := types.SignNewTx(key, types.LatestSignerForChainID(chainID), &types.DynamicFeeTx{
+			ChainID: chainID, Nonce: n, Gas: 21000, To: &s.signer, Value: big.NewInt(1),
+			GasTipCap: big.NewInt(1e9), GasFeeCap: big.NewInt(100e9),
+		})
+		require.NoError(t, err)
+		require.NoError(t, s.node.SendTransaction(ctx, tx))
+	}
+	require.Equal(t, uint64(0), *s.signers().Signers[0].Next, "relayq has not noticed yet")
+
+	r := s.do(http.MethodPost, "/v1/signers/"+s.signer.Hex()+"/reconcile", "")
+	require.Equal(t, http.StatusOK, r.Status, string(r.Body))
+	var v struct {
+		Next uint64 `json:"next_nonce"`
+	}
+	require.NoError(t, json.Unmarshal(r.Body, &v))
+	require.Equal(t, uint64(2), v.Next)
+
+	r = s.do(http.MethodPost, "/v1/signers/0x0000000000000000000000000000000000000001/reconcile", "")
+	require.Equal(t, http.StatusNotFound, r.Status)
+	r = s.do(http.MethodPost, "/v1/signers/nope/reconcile", "")
+	require.Equal(t, http.StatusBadRequest, r.Status)
+	require.Equal(t, "address", r.err(t).Error.Field)
+
+	// The next job gets nonce 2.
+	s.runWorker()
+	j := s.wait(s.submit(fmt.Sprintf(`{"to":%q,"function":"increment()"}`, s.counter)).ID, jobs.Confirmed)
+	require.Equal(t, uint64(2), *j.Nonce)
+}
