@@ -51,7 +51,8 @@ func TestCrashWindowsOfTheSendPath(t *testing.T) {
 
 // The chaos run: 300 jobs, two worker processes killed with SIGKILL again
 // and again, Redis killed and restarted (AOF always), a burst of RPC
-// faults, a dropped transaction and a base-fee spike that forces fee bumps.
+// faults (503, 429, lost answers, timeouts, connection refused), a dropped
+// transaction and a base-fee spike that forces fee bumps.
 // Afterwards every job is terminal, the contract counted exactly the
 // confirmed jobs, and the signer's nonces are contiguous.
 func TestChaos(t *testing.T) {
@@ -110,7 +111,14 @@ func TestChaos(t *testing.T) {
 	c.proxy.Inject(testenv.Fault{Methods: []string{"eth_sendRawTransaction"}, Status: http.StatusServiceUnavailable, Times: 30})
 	c.proxy.Inject(testenv.Fault{Methods: []string{"eth_getTransactionReceipt"}, Status: http.StatusTooManyRequests, Times: 10})
 	c.proxy.Inject(testenv.Fault{Methods: []string{"eth_sendRawTransaction"}, DropAfterForward: true, Times: 5})
+	// Broadcasts slower than RELAYQ_RPC_TIMEOUT (3s): the client gives up,
+	// the node still takes them.
+	c.proxy.Inject(testenv.Fault{Methods: []string{"eth_sendRawTransaction"}, Delay: 4 * time.Second, Times: 3})
 	sleep(time.Second)
+	// The node is unreachable (connection refused) for a second.
+	c.proxy.Down()
+	sleep(time.Second)
+	c.proxy.Up()
 	killWorker(1)
 	// A base-fee spike: what is pending now cannot be included until bumped.
 	c.anvil.RPC(t, "anvil_setNextBlockBaseFeePerGas", hexutil.EncodeBig(hexBig(50e9)))
