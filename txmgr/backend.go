@@ -130,59 +130,63 @@ func (r *RPC) BalanceAt(ctx context.Context, a common.Address, block *big.Int) (
 	return r.Client.BalanceAt(ctx, a, block)
 }
 
-// TransactionReceipts fetches receipts with one JSON-RPC batch.
+// TransactionReceipts fetches receipts in JSON-RPC batches.
 func (r *RPC) TransactionReceipts(ctx context.Context, hashes []common.Hash) ([]*types.Receipt, error) {
-	if len(hashes) == 0 {
-		return nil, nil
-	}
-	ctx, cancel := r.deadline(ctx)
-	defer cancel()
-	out := make([]*types.Receipt, len(hashes))
-	batch := make([]rpc.BatchElem, len(hashes))
-	for i, h := range hashes {
-		batch[i] = rpc.BatchElem{Method: "eth_getTransactionReceipt", Args: []any{h}, Result: &out[i]}
-	}
-	if err := r.batch(ctx, batch); err != nil {
+	out, errs, err := batchByHash[*types.Receipt](ctx, r, "eth_getTransactionReceipt", hashes)
+	if err != nil {
 		return nil, fmt.Errorf("receipts batch: %w", err)
 	}
-	for i, b := range batch {
-		if b.Error != nil {
-			// geth answers "transaction indexing is in progress" for a tx
-			// it has not indexed yet: the same as not mined for us.
-			if isNotYet(b.Error) {
-				out[i] = nil
-				continue
-			}
-			return nil, fmt.Errorf("receipt of %s: %w", hashes[i], b.Error)
+	for i, e := range errs {
+		// geth answers "transaction indexing is in progress" for a tx it
+		// has not indexed yet: the same as not mined for us.
+		if e != nil && !isNotYet(e) {
+			return nil, fmt.Errorf("receipt of %s: %w", hashes[i], e)
+		}
+		if e != nil {
+			out[i] = nil
 		}
 	}
 	return out, nil
 }
 
-// TransactionsKnown asks eth_getTransactionByHash for every hash in one
-// batch.
+// TransactionsKnown asks eth_getTransactionByHash for every hash, in
+// JSON-RPC batches.
 func (r *RPC) TransactionsKnown(ctx context.Context, hashes []common.Hash) ([]bool, error) {
+	res, errs, err := batchByHash[*json.RawMessage](ctx, r, "eth_getTransactionByHash", hashes)
+	if err != nil {
+		return nil, fmt.Errorf("transactions batch: %w", err)
+	}
+	known := make([]bool, len(hashes))
+	for i, e := range errs {
+		if e != nil {
+			return nil, fmt.Errorf("transaction %s: %w", hashes[i], e)
+		}
+		known[i] = res[i] != nil && string(*res[i]) != "null"
+	}
+	return known, nil
+}
+
+// batchByHash calls method once per hash, batched, under one deadline, and
+// returns each answer with each call's own error.
+func batchByHash[T any](ctx context.Context, r *RPC, method string, hashes []common.Hash) ([]T, []error, error) {
 	if len(hashes) == 0 {
-		return nil, nil
+		return nil, nil, nil
 	}
 	ctx, cancel := r.deadline(ctx)
 	defer cancel()
-	res := make([]*json.RawMessage, len(hashes))
-	batch := make([]rpc.BatchElem, len(hashes))
+	out := make([]T, len(hashes))
+	elems := make([]rpc.BatchElem, len(hashes))
 	for i, h := range hashes {
-		batch[i] = rpc.BatchElem{Method: "eth_getTransactionByHash", Args: []any{h}, Result: &res[i]}
+		elems[i] = rpc.BatchElem{Method: method, Args: []any{h}, Result: &out[i]}
 	}
-	if err := r.batch(ctx, batch); err != nil {
-		return nil, fmt.Errorf("transactions batch: %w", err)
+	if err := r.batch(ctx, elems); err != nil {
+		return nil, nil, err
 	}
-	out := make([]bool, len(hashes))
-	for i, b := range batch {
-		if b.Error != nil {
-			return nil, fmt.Errorf("transaction %s: %w", hashes[i], b.Error)
-		}
-		out[i] = res[i] != nil && string(*res[i]) != "null"
+	errs := make([]error, len(hashes))
+	for i, e := range elems {
+		errs[i] = e.Error
 	}
-	return out, nil
+	return out, errs, nil
 }
 
 // maxBatch is the most calls sent in one JSON-RPC batch: geth refuses

@@ -12,7 +12,6 @@ import (
 	"github.com/ethereum/go-ethereum/core/types"
 	"github.com/hibiken/asynq"
 
-	"github.com/relayq/relayq/internal/devchain/contract"
 	"github.com/relayq/relayq/jobs"
 	"github.com/relayq/relayq/nonce"
 	"github.com/relayq/relayq/tasks"
@@ -92,7 +91,7 @@ func (w *Worker) submit(ctx context.Context, j *jobs.Job) error {
 			}
 			// A job that already holds a nonce (an earlier run crashed after
 			// reserving it) fails too: the tracker fills that nonce.
-			jerr := revertError(jobs.ErrCodeRevertedAtEstimate, err)
+			jerr := w.revertError(jobs.ErrCodeRevertedAtEstimate, err)
 			log.Info("call reverts at estimate; job failed", "reason", jerr.RevertReason)
 			ferr := w.store.TransitionIf(ctx, j.ID, jobs.Queued, jobs.Failed, "reverted at estimate", jobs.Fields{"from", call.From.Hex(), "error", jobs.ErrorField(jerr)}, nil)
 			if ferr != nil {
@@ -190,7 +189,7 @@ func (w *Worker) broadcast(ctx context.Context, a *Account, id string, tx *types
 		return &PausedError{Err: err}
 	case txmgr.ClassPermanent:
 		log.Error("node rejected the transaction for good", "err", err)
-		jerr := revertError(jobs.ErrCodeRejected, err)
+		jerr := w.revertError(jobs.ErrCodeRejected, err)
 		ferr := w.store.TransitionIf(ctx, id, jobs.Submitted, jobs.Failed, "rejected by node", jobs.Fields{"error", jobs.ErrorField(jerr)}, nil)
 		return errors.Join(fmt.Errorf("broadcast %s: %w: %w", id, err, asynq.SkipRetry), ferr)
 	default:
@@ -221,13 +220,11 @@ func jobCall(j *jobs.Job, from common.Address) (txmgr.Call, error) {
 }
 
 // revertError builds a job error from a node error, decoding revert data
-// when there is some. The sample contract's ABI is tried for custom errors,
-// which is harmless for other contracts: a selector that matches none of
-// its errors decodes as an unknown custom error.
-func revertError(code string, err error) jobs.Error {
+// when there is some (custom errors with the configured ErrorABI).
+func (w *Worker) revertError(code string, err error) jobs.Error {
 	e := jobs.Error{Code: code, Message: err.Error()}
 	if data, ok := txmgr.RevertData(err); ok {
-		r := txmgr.DecodeRevert(data, &contract.ABI)
+		r := txmgr.DecodeRevert(data, w.cfg.ErrorABI)
 		e.RevertReason = r.Reason
 		e.RevertData = hexutil.Encode(data)
 	}

@@ -249,7 +249,7 @@ func (t *Tracker) mined(ctx context.Context, j *jobs.Job, receipts map[common.Ha
 	if tx, err := txmgr.RawTx(j.Raw); err == nil {
 		data, cerr := txmgr.ReplayRevert(ctx, t.w.cfg.Backend, tx, t.a.Signer.Address(), r.BlockNumber)
 		if len(data) > 0 {
-			jerr = revertError(jobs.ErrCodeRevertedOnChain, cerr)
+			jerr = t.w.revertError(jobs.ErrCodeRevertedOnChain, cerr)
 			jerr.Message = "transaction reverted on chain: " + jerr.Message
 		} else if cerr != nil {
 			jerr.Message += ": " + cerr.Error()
@@ -424,8 +424,7 @@ func (t *Tracker) bump(ctx context.Context, j *jobs.Job, n uint64, last jobs.Att
 	if err != nil {
 		return err
 	}
-	old := txmgr.Fees{TipCap: parseBig(last.GasTipCap), FeeCap: parseBig(last.GasFeeCap)}
-	fees, err := txmgr.Bump(old, current, t.w.cfg.BumpPercent, t.w.cfg.MaxFeePerGas)
+	fees, err := txmgr.Bump(attemptFees(last), current, t.w.cfg.BumpPercent, t.w.cfg.MaxFeePerGas)
 	if errors.Is(err, txmgr.ErrFeeCeiling) {
 		if j.Warning == "" {
 			t.w.log.Warn("stuck transaction at the fee ceiling; not bumping", "job_id", j.ID, "nonce", n)
@@ -436,22 +435,16 @@ func (t *Tracker) bump(ctx context.Context, j *jobs.Job, n uint64, last jobs.Att
 	if err != nil {
 		return err
 	}
-	var call txmgr.Call
-	gas := last.Gas
-	switch last.Kind {
-	case jobs.KindCancel, jobs.KindGapFill:
-		call = noop(t.a.Signer.Address())
-	default:
+	// A stuck cancellation or gap fill stays one, just pricier.
+	call, kind := noop(t.a.Signer.Address()), last.Kind
+	if kind != jobs.KindCancel && kind != jobs.KindGapFill {
+		kind = jobs.KindBump
 		if call, err = jobCall(j, t.a.Signer.Address()); err != nil {
 			return err
 		}
 	}
-	kind := jobs.KindBump
-	if last.Kind == jobs.KindCancel || last.Kind == jobs.KindGapFill {
-		kind = last.Kind // still a cancellation / gap fill, just pricier
-	}
 	t.w.log.Info("replacing stuck transaction", "job_id", j.ID, "nonce", n, "max_fee_per_gas", fees.FeeCap, "kind", kind)
-	return t.replace(ctx, j, n, gas, fees, call, kind)
+	return t.replace(ctx, j, n, last.Gas, fees, call, kind)
 }
 
 // cancel replaces a submitted job's transaction with a 0-value self-send at
@@ -464,8 +457,7 @@ func (t *Tracker) cancel(ctx context.Context, j *jobs.Job, n uint64) error {
 	}
 	fees := current
 	if last := lastAttempt(j); last != nil {
-		old := txmgr.Fees{TipCap: parseBig(last.GasTipCap), FeeCap: parseBig(last.GasFeeCap)}
-		if fees, err = txmgr.Bump(old, current, t.w.cfg.BumpPercent, t.w.cfg.MaxFeePerGas); err != nil {
+		if fees, err = txmgr.Bump(attemptFees(*last), current, t.w.cfg.BumpPercent, t.w.cfg.MaxFeePerGas); err != nil {
 			return t.w.store.Update(ctx, j.ID, jobs.Submitted, jobs.Fields{"warning", "cancel not sent: a replacement fee would pass RELAYQ_MAX_FEE_GWEI"}, nil)
 		}
 	}
@@ -482,8 +474,7 @@ func (t *Tracker) fillGap(ctx context.Context, j *jobs.Job, n uint64) error {
 	}
 	// A rejected original may still sit in some pool: price above it.
 	if last := lastAttempt(j); last != nil && last.Nonce == n {
-		old := txmgr.Fees{TipCap: parseBig(last.GasTipCap), FeeCap: parseBig(last.GasFeeCap)}
-		if bumped, err := txmgr.Bump(old, fees, t.w.cfg.BumpPercent, t.w.cfg.MaxFeePerGas); err == nil {
+		if bumped, err := txmgr.Bump(attemptFees(*last), fees, t.w.cfg.BumpPercent, t.w.cfg.MaxFeePerGas); err == nil {
 			fees = bumped
 		}
 	}
@@ -504,6 +495,12 @@ func (t *Tracker) unmine(ctx context.Context, j *jobs.Job) error {
 	if err != nil && !errors.Is(err, ethereum.NotFound) {
 		return err
 	}
+	return t.reorged(ctx, j)
+}
+
+// reorged takes a mined job whose block left the canonical chain back to
+// submitted: the one step back the state machine allows, recorded.
+func (t *Tracker) reorged(ctx context.Context, j *jobs.Job) error {
 	t.w.log.Warn("reorg: block of mined job left the canonical chain", "job_id", j.ID, "block", *j.BlockNumber)
 	return t.w.store.TransitionIf(ctx, j.ID, jobs.Mined, jobs.Submitted, "reorg: block "+j.BlockHash+" no longer canonical",
 		jobs.Fields{"block_number", "", "block_hash", "", "gas_used", "", "effective_gas_price", ""}, nil)
@@ -561,7 +558,7 @@ func (t *Tracker) send(ctx context.Context, id, raw string) error {
 
 // confirm moves a mined job to confirmed once its block is deep enough and
 // still canonical; a block that left the canonical chain sends the job back
-// to submitted (the one step back the state machine allows).
+// to submitted.
 func (t *Tracker) confirm(ctx context.Context, j *jobs.Job, head *types.Header, canon map[uint64]common.Hash) error {
 	if j.BlockNumber == nil {
 		return nil
@@ -581,9 +578,7 @@ func (t *Tracker) confirm(ctx context.Context, j *jobs.Job, head *types.Header, 
 		canon[bn] = h
 	}
 	if h != common.HexToHash(j.BlockHash) {
-		t.w.log.Warn("reorg: block of mined job left the canonical chain", "job_id", j.ID, "block", bn)
-		return t.w.store.TransitionIf(ctx, j.ID, jobs.Mined, jobs.Submitted, "reorg: block "+j.BlockHash+" no longer canonical",
-			jobs.Fields{"block_number", "", "block_hash", "", "gas_used", "", "effective_gas_price", ""}, nil)
+		return t.reorged(ctx, j)
 	}
 	if err := t.w.store.TransitionIf(ctx, j.ID, jobs.Mined, jobs.Confirmed, "", nil, nil); err != nil {
 		return err
@@ -616,6 +611,11 @@ func hasKind(j *jobs.Job, kind string) bool {
 		}
 	}
 	return false
+}
+
+// attemptFees are the fees an attempt was signed with.
+func attemptFees(a jobs.Attempt) txmgr.Fees {
+	return txmgr.Fees{TipCap: parseBig(a.GasTipCap), FeeCap: parseBig(a.GasFeeCap)}
 }
 
 func parseBig(s string) *big.Int {

@@ -16,6 +16,7 @@ import (
 	"syscall"
 	"time"
 
+	"github.com/ethereum/go-ethereum/accounts/abi"
 	"github.com/ethereum/go-ethereum/common"
 	"github.com/hibiken/asynq"
 	"github.com/redis/go-redis/v9"
@@ -52,7 +53,10 @@ type Config struct {
 	// "after_replace_persist" (a fee bump, cancel or gap fill written but
 	// not yet broadcast).
 	CrashAt string
-	Log     *slog.Logger
+	// ErrorABI decodes custom errors in revert reasons (nil: they show as
+	// "custom error 0x…" with their selector).
+	ErrorABI *abi.ABI
+	Log      *slog.Logger
 }
 
 // Account is one signer with its nonce allocator.

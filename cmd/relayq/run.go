@@ -18,6 +18,7 @@ import (
 
 	"github.com/relayq/relayq/api"
 	"github.com/relayq/relayq/config"
+	"github.com/relayq/relayq/internal/devchain/contract"
 	"github.com/relayq/relayq/signer"
 	"github.com/relayq/relayq/txmgr"
 	"github.com/relayq/relayq/worker"
@@ -120,6 +121,9 @@ func serve(ctx context.Context, role config.Role, cfg config.Config, log *slog.L
 			Concurrency: cfg.Concurrency, PollInterval: cfg.PollInterval, SweepAfter: cfg.SweepAfter,
 			MaxFeePerGas: new(big.Int).SetUint64(cfg.MaxFeePerGasWei), Log: log,
 			CrashAt: cfg.TestCrashAt, StuckBlocks: cfg.StuckBlocks, BumpPercent: int(cfg.BumpPercent),
+			// Custom errors of the sample contract decode by name until
+			// contracts can be registered with their ABIs.
+			ErrorABI: &contract.ABI,
 		})
 		if err != nil {
 			return err

@@ -98,7 +98,7 @@ func newStack(t *testing.T, opts stackOptions) *stack {
 	wcfg := worker.Config{
 		Redis: s.rdb, Prefix: "relayq:", Backend: s.backend, Signers: []signer.Signer{sg},
 		Concurrency: 8, PollInterval: 50 * time.Millisecond, SweepAfter: time.Minute,
-		MaxFeePerGas: big.NewInt(500e9), Log: log,
+		MaxFeePerGas: big.NewInt(500e9), ErrorABI: &contract.ABI, Log: log,
 	}
 	if opts.worker != nil {
 		opts.worker(&wcfg)
