@@ -217,3 +217,15 @@ func BenchmarkTransition(b *testing.B) {
 		}
 	}
 }
+
+// A corrupt numeric field is an error, not a silent zero.
+func TestCorruptRecordIsAnError(t *testing.T) {
+	t.Parallel()
+	s, rdb := setup(t)
+	ctx := context.Background()
+	j, _, err := s.Create(ctx, newJob(), "")
+	require.NoError(t, err)
+	require.NoError(t, rdb.HSet(ctx, s.JobKey(j.ID), "nonce", "seven").Err())
+	_, err = s.Get(ctx, j.ID)
+	require.ErrorContains(t, err, "field nonce")
+}

@@ -209,11 +209,11 @@ func decode(h map[string]string, hist, att []string) (*Job, error) {
 	if m := h["metadata"]; m != "" {
 		j.Metadata = json.RawMessage(m)
 	}
-	var err error
+	var numErr error
 	u := func(k string) uint64 {
 		v, e := strconv.ParseUint(h[k], 10, 64)
 		if e != nil && h[k] != "" {
-			err = fmt.Errorf("field %s: %w", k, e)
+			numErr = fmt.Errorf("field %s: %w", k, e)
 		}
 		return v
 	}
@@ -226,12 +226,16 @@ func decode(h map[string]string, hist, att []string) (*Job, error) {
 	}
 	j.ChainID, j.GasLimit, j.Gas, j.Confirmations = u("chain_id"), u("gas_limit"), u("gas"), u("confirmations")
 	j.Nonce, j.BlockNumber, j.GasUsed = opt("nonce"), opt("block_number"), opt("gas_used")
+	if numErr != nil {
+		return nil, numErr
+	}
 	if e := h["error"]; e != "" {
 		j.Error = &Error{}
 		if err2 := json.Unmarshal([]byte(e), j.Error); err2 != nil {
 			return nil, fmt.Errorf("field error: %w", err2)
 		}
 	}
+	var err error
 	if j.CreatedAt, err = time.Parse(time.RFC3339Nano, h["created_at"]); err != nil {
 		return nil, fmt.Errorf("field created_at: %w", err)
 	}
@@ -252,7 +256,7 @@ func decode(h map[string]string, hist, att []string) (*Job, error) {
 		}
 		j.Attempts = append(j.Attempts, a)
 	}
-	return j, err
+	return j, nil
 }
 
 // List returns up to limit jobs, newest first, optionally only those in

@@ -14,6 +14,7 @@ import (
 	"fmt"
 	"strconv"
 	"strings"
+	"time"
 
 	"github.com/ethereum/go-ethereum/common"
 	"github.com/redis/go-redis/v9"
@@ -134,13 +135,18 @@ func (a *Allocator) Rebind(ctx context.Context, jobID string, old uint64) (uint6
 	return uint64(n), nil
 }
 
+// PausedTTL is how long a paused mark lasts unless renewed: a paused
+// signer's jobs retry (and renew it) far more often, and a mark left by a
+// process that died or by another process's view cannot outlive it.
+const PausedTTL = time.Minute
+
 // SetPaused records (reason != "") or clears that the signer cannot pay.
 func (a *Allocator) SetPaused(ctx context.Context, reason string) error {
 	key := a.KeyTag() + "paused"
 	if reason == "" {
 		return a.rdb.Del(ctx, key).Err()
 	}
-	return a.rdb.Set(ctx, key, reason, 0).Err()
+	return a.rdb.Set(ctx, key, reason, PausedTTL).Err()
 }
 
 // Paused returns why the signer is paused, or "".

@@ -6,6 +6,7 @@ import (
 	"sort"
 	"sync"
 	"testing"
+	"time"
 
 	"github.com/ethereum/go-ethereum/common"
 	"github.com/redis/go-redis/v9"
@@ -184,4 +185,24 @@ func BenchmarkReserve(b *testing.B) {
 			b.Fatal(err)
 		}
 	}
+}
+
+// A paused mark expires unless renewed, so no process can leave a signer
+// marked paused for good.
+func TestPausedMarkExpires(t *testing.T) {
+	t.Parallel()
+	a, rdb := setup(t)
+	ctx := context.Background()
+	require.NoError(t, a.SetPaused(ctx, "insufficient funds"))
+	why, err := a.Paused(ctx)
+	require.NoError(t, err)
+	require.Equal(t, "insufficient funds", why)
+	ttl, err := rdb.PTTL(ctx, a.KeyTag()+"paused").Result()
+	require.NoError(t, err)
+	require.Greater(t, ttl, time.Duration(0))
+	require.LessOrEqual(t, ttl, nonce.PausedTTL)
+	require.NoError(t, a.SetPaused(ctx, ""))
+	why, err = a.Paused(ctx)
+	require.NoError(t, err)
+	require.Empty(t, why)
 }

@@ -342,7 +342,7 @@ func (t *Tracker) trackPending(ctx context.Context, head uint64, pending []track
 				continue
 			}
 		case jobs.Failed, jobs.Cancelled:
-			if len(j.Attempts) == 0 || (j.Nonce != nil && *j.Nonce != p.nonce) || !hasKind(j, jobs.KindGapFill) && lastKind(j) != jobs.KindCancel {
+			if !hasNoopAt(j, p.nonce) {
 				errs = append(errs, t.fillGap(ctx, j, p.nonce))
 				continue
 			}
@@ -604,9 +604,12 @@ func lastKind(j *jobs.Job) string {
 	return ""
 }
 
-func hasKind(j *jobs.Job, kind string) bool {
+// hasNoopAt reports whether the job already sent a 0-value self-send (gap
+// fill or cancellation) at nonce n: then its nonce needs no filling, only
+// watching like any pending tx.
+func hasNoopAt(j *jobs.Job, n uint64) bool {
 	for _, a := range j.Attempts {
-		if a.Kind == kind {
+		if a.Nonce == n && (a.Kind == jobs.KindGapFill || a.Kind == jobs.KindCancel) {
 			return true
 		}
 	}

@@ -66,9 +66,12 @@ type Account struct {
 	paused atomic.Bool // mirrors the allocator's paused flag, to skip a write per send
 }
 
-// pause records that the signer cannot pay (insufficient funds), or clears it.
+// pause records that the signer cannot pay (insufficient funds), renewing
+// the mark each time, or clears it after a success. Only a process that set
+// the mark clears it, so a success costs no Redis write in the common case;
+// a mark nobody clears expires (nonce.PausedTTL).
 func (a *Account) pause(ctx context.Context, reason string) {
-	if (reason != "") == a.paused.Load() {
+	if reason == "" && !a.paused.Load() {
 		return
 	}
 	if err := a.Nonces.SetPaused(ctx, reason); err == nil {
