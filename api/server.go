@@ -19,6 +19,7 @@ import (
 	"time"
 
 	"github.com/ethereum/go-ethereum/common"
+	"github.com/ethereum/go-ethereum/common/hexutil"
 	"github.com/hibiken/asynq"
 	"github.com/hibiken/asynqmon"
 	"github.com/labstack/echo/v4"
@@ -228,7 +229,7 @@ func (s *Server) createJob(c echo.Context) error {
 		To:            call.To.Hex(),
 		Function:      call.Function,
 		Args:          call.Args,
-		Data:          hexData(call.Data),
+		Data:          hexutil.Encode(call.Data),
 		Value:         call.Value.String(),
 		GasLimit:      call.GasLimit,
 		Confirmations: s.cfg.Confirmations,
@@ -279,31 +280,37 @@ func (s *Server) enqueue(ctx context.Context, id string) {
 }
 
 func (s *Server) knownSigner(ctx context.Context, a common.Address) (bool, error) {
-	for _, x := range s.cfg.Signers {
-		if x == a {
-			return true, nil
-		}
-	}
+	set, err := s.signerSet(ctx, &a)
+	return set[a], err
+}
+
+// signerSet returns this chain's signers: those whose keys the API was
+// given and those the workers registered in Redis. Workers only add
+// signers, so the registry is re-read (at most once a second) only for a
+// listing (want == nil) or when asked about an address it lacks. The map is
+// replaced, never changed, so callers may read it without the lock.
+func (s *Server) signerSet(ctx context.Context, want *common.Address) (map[common.Address]bool, error) {
 	s.mu.Lock()
 	defer s.mu.Unlock()
-	if s.signers[a] {
-		return true, nil
-	}
-	// Re-read the registry at most once a second: workers add signers.
-	if time.Since(s.signersRead) < time.Second {
-		return false, nil
+	fresh := time.Since(s.signersRead) < time.Second
+	if s.signers != nil && (fresh || want != nil && s.signers[*want]) {
+		return s.signers, nil
 	}
 	m, err := s.registry.Signers(ctx)
 	if err != nil {
-		return false, apiError(CodeUnavailable, "could not read signers: %v", err)
+		return nil, apiError(CodeUnavailable, "could not read signers: %v", err)
 	}
-	s.signers, s.signersRead = map[common.Address]bool{}, time.Now()
-	for addr, chain := range m {
+	set := map[common.Address]bool{}
+	for _, a := range s.cfg.Signers {
+		set[a] = true
+	}
+	for a, chain := range m {
 		if chain == s.chainID {
-			s.signers[addr] = true
+			set[a] = true
 		}
 	}
-	return s.signers[a], nil
+	s.signers, s.signersRead = set, time.Now()
+	return set, nil
 }
 
 func (s *Server) getJob(c echo.Context) error {
@@ -354,8 +361,4 @@ func (s *Server) listJobs(c echo.Context) error {
 		return apiError(CodeUnavailable, "could not list jobs: %v", err)
 	}
 	return c.JSON(http.StatusOK, map[string]any{"jobs": list, "next_cursor": next})
-}
-
-func hexData(b []byte) string {
-	return "0x" + hex.EncodeToString(b)
 }

@@ -28,18 +28,9 @@ type signerView struct {
 }
 
 func (s *Server) signerAddrs(ctx context.Context) ([]common.Address, error) {
-	set := map[common.Address]bool{}
-	for _, a := range s.cfg.Signers {
-		set[a] = true
-	}
-	m, err := s.registry.Signers(ctx)
+	set, err := s.signerSet(ctx, nil)
 	if err != nil {
 		return nil, err
-	}
-	for a, chain := range m {
-		if chain == s.chainID {
-			set[a] = true
-		}
 	}
 	out := make([]common.Address, 0, len(set))
 	for a := range set {
@@ -85,7 +76,7 @@ func (s *Server) listSigners(c echo.Context) error {
 	ctx := c.Request().Context()
 	addrs, err := s.signerAddrs(ctx)
 	if err != nil {
-		return apiError(CodeUnavailable, "could not read signers: %v", err)
+		return err
 	}
 	out := make([]signerView, 0, len(addrs))
 	for _, a := range addrs {
