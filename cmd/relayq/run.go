@@ -32,6 +32,9 @@ Usage:
   relayq serve     run the API and a worker in one process
   relayq api       run the HTTP API
   relayq worker    run a worker (signs, submits, tracks)
+  relayq healthcheck [URL]
+                   exit 0 if URL answers 200, or (no URL) if Redis and
+                   the node answer: for container health checks
   relayq help      show this
 
 Configuration is by environment; see README.md (Configuration).
@@ -52,6 +55,8 @@ func run(ctx context.Context, args []string, getenv func(string) string, stdout,
 		return runServer(ctx, config.RoleAPI, getenv, stdout, stderr)
 	case "worker":
 		return runServer(ctx, config.RoleWorker, getenv, stdout, stderr)
+	case "healthcheck":
+		return runHealthcheck(ctx, args[2:], getenv, stdout)
 	case "help", "-h", "--help":
 		fmt.Fprint(stdout, usage)
 		return nil

@@ -1,0 +1,65 @@
+package main
+
+import (
+	"context"
+	"errors"
+	"fmt"
+	"io"
+	"net/http"
+	"time"
+
+	"github.com/redis/go-redis/v9"
+
+	"github.com/relayq/relayq/config"
+	"github.com/relayq/relayq/txmgr"
+)
+
+// runHealthcheck is for container health checks in images without a shell
+// or curl. With a URL it expects 200 from it (the API's /readyz); without
+// one it checks what a worker needs: Redis and the node answer.
+func runHealthcheck(ctx context.Context, args []string, getenv func(string) string, stdout io.Writer) error {
+	ctx, cancel := context.WithTimeout(ctx, 3*time.Second)
+	defer cancel()
+	if len(args) > 0 {
+		req, err := http.NewRequestWithContext(ctx, http.MethodGet, args[0], nil)
+		if err != nil {
+			return fmt.Errorf("healthcheck: %w", err)
+		}
+		res, err := http.DefaultClient.Do(req)
+		if err != nil {
+			return fmt.Errorf("healthcheck: %w", err)
+		}
+		res.Body.Close()
+		if res.StatusCode != http.StatusOK {
+			return fmt.Errorf("healthcheck: %s answered %d", args[0], res.StatusCode)
+		}
+		fmt.Fprintln(stdout, "ok")
+		return nil
+	}
+	cfg, err := config.FromEnv(getenv)
+	if err != nil {
+		return fmt.Errorf("healthcheck: %w", err)
+	}
+	if cfg.RPCURL == "" {
+		return errors.New("healthcheck: RELAYQ_RPC_URL is not set")
+	}
+	ropt, err := redis.ParseURL(cfg.RedisURL)
+	if err != nil {
+		return fmt.Errorf("healthcheck: REDIS_URL: %w", err)
+	}
+	rdb := redis.NewClient(ropt)
+	defer rdb.Close()
+	if err := rdb.Ping(ctx).Err(); err != nil {
+		return fmt.Errorf("healthcheck: redis: %w", err)
+	}
+	node, err := txmgr.Dial(ctx, cfg.RPCURL, 2*time.Second)
+	if err != nil {
+		return fmt.Errorf("healthcheck: node: %w", err)
+	}
+	defer node.Close()
+	if _, err := node.ChainID(ctx); err != nil {
+		return fmt.Errorf("healthcheck: node: %w", err)
+	}
+	fmt.Fprintln(stdout, "ok")
+	return nil
+}
