@@ -2,7 +2,7 @@
 
 GO ?= go
 
-.PHONY: test deps build dev vet fmt
+.PHONY: test deps build dev vet fmt bench
 
 ## test: install the test programs (redis-server, anvil) if missing, then run every test with the race detector
 test: deps
@@ -23,3 +23,9 @@ dev:
 
 fmt:
 	gofmt -l -w .
+
+## bench: relayq bench (raw node limit, relayq end to end with 1 and 4 signers,
+## a naive loop) and the Go micro-benchmarks; see docs/benchmarks.md
+bench: deps
+	$(GO) test -run '^$$' -bench . -benchmem ./calldata ./txmgr ./jobs ./nonce
+	$(GO) run ./cmd/relayq bench -chart docs/bench.png

@@ -20,6 +20,7 @@ const (
 	CodeRateLimited      = "rate_limited"      // too many requests
 	CodeMethodNotAllowed = "method_not_allowed"
 	CodeUnavailable      = "unavailable" // a dependency (Redis, node) is down
+	CodeTimeout          = "timeout"     // the request's deadline passed: Redis or the node is too slow
 	CodeInternal         = "internal"    // a bug: never the caller's fault
 )
 
@@ -33,18 +34,22 @@ var statusOf = map[string]int{
 	CodeRateLimited:      http.StatusTooManyRequests,
 	CodeMethodNotAllowed: http.StatusMethodNotAllowed,
 	CodeUnavailable:      http.StatusServiceUnavailable,
+	CodeTimeout:          http.StatusServiceUnavailable,
 	CodeInternal:         http.StatusInternalServerError,
 }
 
-// Error is an API error: the body is {"error":{"code","message","field"}}.
-// Code says what kind of error it is (CodeInvalidRequest, …, or a finer
-// validation code such as "invalid_address"); Kind is the API code that
-// decides the HTTP status.
+// Error is an API error: the body is
+// {"error":{"code","message","field","request_id"}}. Code says what kind of
+// error it is (CodeInvalidRequest, …, or a finer validation code such as
+// "invalid_address"); Kind is the API code that decides the HTTP status.
+// RequestID is the request's X-Request-ID, the same as in the logs, so a
+// caller can quote it.
 type Error struct {
-	Kind    string `json:"-"`
-	Code    string `json:"code"`
-	Message string `json:"message"`
-	Field   string `json:"field,omitempty"`
+	Kind      string `json:"-"`
+	Code      string `json:"code"`
+	Message   string `json:"message"`
+	Field     string `json:"field,omitempty"`
+	RequestID string `json:"request_id,omitempty"`
 }
 
 func (e *Error) Error() string { return e.Message }
@@ -75,6 +80,8 @@ func fromEcho(he *echo.HTTPError) *Error {
 		return apiError(CodeUnauthorized, "missing or invalid API key: send Authorization: Bearer <key>")
 	case http.StatusBadRequest:
 		return &Error{Kind: CodeInvalidRequest, Code: CodeInvalidRequest, Message: msg}
+	case http.StatusServiceUnavailable:
+		return apiError(CodeUnavailable, "service unavailable")
 	}
 	if he.Code >= 500 {
 		return apiError(CodeInternal, "internal error")
@@ -103,6 +110,9 @@ func (s *Server) handleError(err error, c echo.Context) {
 	if !ok {
 		status = http.StatusInternalServerError
 	}
+	out := *ae // a copy: the error value may be shared
+	out.RequestID = requestID(c)
+	c.Set(errorCodeKey, out.Code) // for the request log
 	if status >= 500 && ae.Kind != CodeInternal {
 		s.log.Warn("request failed", "request_id", requestID(c), "path", c.Path(), "err", err)
 	}
@@ -110,7 +120,7 @@ func (s *Server) handleError(err error, c echo.Context) {
 	if c.Request().Method == http.MethodHead {
 		werr = c.NoContent(status)
 	} else {
-		werr = c.JSON(status, map[string]*Error{"error": ae})
+		werr = c.JSON(status, map[string]*Error{"error": &out})
 	}
 	if werr != nil {
 		s.log.Warn("write error response", "err", werr)

@@ -28,6 +28,7 @@ type jobRequest struct {
 	From          *string           `json:"from"`
 	Confirmations json.RawMessage   `json:"confirmations"`
 	Metadata      json.RawMessage   `json:"metadata"`
+	WebhookURL    *string           `json:"webhook_url"` // checked by Server.checkWebhookURL
 }
 
 // call is a validated job request.
@@ -41,6 +42,7 @@ type call struct {
 	GasLimit      uint64
 	Confirmations *uint64
 	Metadata      json.RawMessage
+	WebhookURL    string
 }
 
 // Limits on a job request.
@@ -190,6 +192,12 @@ func (r *jobRequest) validate() (*call, *Error) {
 		u := n.Uint64()
 		c.Confirmations = &u
 	}
+	if r.WebhookURL != nil {
+		if *r.WebhookURL == "" {
+			return nil, invalid("invalid_url", "webhook_url", "webhook_url is empty: leave it out (or null) for no webhook")
+		}
+		c.WebhookURL = *r.WebhookURL
+	}
 	if len(r.Metadata) > 0 && string(r.Metadata) != "null" {
 		if r.Metadata[0] != '{' {
 			return nil, invalid("invalid_type", "metadata", "metadata must be a JSON object")
@@ -255,8 +263,12 @@ func (c *call) hash() string {
 	if c.Confirmations != nil {
 		confs = fmt.Sprint(*c.Confirmations)
 	}
+	parts := []string{c.To.Hex(), from, hexutil.Encode(c.Data), c.Value.String(), fmt.Sprint(c.GasLimit), confs, canonicalJSON(c.Metadata)}
+	if c.WebhookURL != "" { // only then, so hashes of requests without one stay as they were
+		parts = append(parts, c.WebhookURL)
+	}
 	h := sha256.New()
-	for _, part := range []string{c.To.Hex(), from, hexutil.Encode(c.Data), c.Value.String(), fmt.Sprint(c.GasLimit), confs, canonicalJSON(c.Metadata)} {
+	for _, part := range parts {
 		h.Write([]byte(part))
 		h.Write([]byte{0})
 	}

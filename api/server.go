@@ -13,6 +13,7 @@ import (
 	"log/slog"
 	"math/big"
 	"net/http"
+	"net/netip"
 	"strconv"
 	"strings"
 	"sync"
@@ -27,6 +28,7 @@ import (
 	"github.com/redis/go-redis/v9"
 
 	"github.com/relayq/relayq/jobs"
+	"github.com/relayq/relayq/metrics"
 	"github.com/relayq/relayq/nonce"
 	"github.com/relayq/relayq/tasks"
 )
@@ -52,6 +54,19 @@ type Config struct {
 	MonitorWrite  bool
 	BodyLimit     string
 	Log           *slog.Logger
+	Metrics       *metrics.Metrics // served at /metrics (no auth); nil: /metrics answers 404
+
+	// Hardening: requests per second and burst per API key (RateLimit 0:
+	// no limit), and each request's deadline (0: DefaultRequestTimeout).
+	RateLimit      float64
+	RateBurst      int
+	RequestTimeout time.Duration
+
+	// Webhooks: jobs may carry webhook_url only when WebhookSecret is set
+	// (the API signs nothing; the secret says the deployment delivers), and
+	// WebhookAllow exempts prefixes from the SSRF policy (see api/webhook.go).
+	WebhookSecret string
+	WebhookAllow  []netip.Prefix
 }
 
 // Server is the HTTP API.
@@ -80,6 +95,9 @@ func New(ctx context.Context, cfg Config) (*Server, error) {
 	}
 	if cfg.Confirmations == 0 {
 		cfg.Confirmations = 1
+	}
+	if cfg.RequestTimeout <= 0 {
+		cfg.RequestTimeout = DefaultRequestTimeout
 	}
 	id, err := cfg.Node.ChainID(ctx)
 	if err != nil {
@@ -111,7 +129,8 @@ func (s *Server) routes() {
 	e := s.echo
 	e.HideBanner, e.HidePort = true, true
 	e.HTTPErrorHandler = s.handleError
-	e.Use(middleware.RequestID())
+	e.Use(cleanRequestID, middleware.RequestID(), s.requestLog())
+	e.Use(s.cfg.Metrics.Middleware())
 	e.Use(middleware.RecoverWithConfig(middleware.RecoverConfig{
 		LogErrorFunc: func(c echo.Context, err error, stack []byte) error {
 			s.log.Error("panic in handler", "request_id", requestID(c), "err", err, "stack", string(stack))
@@ -119,12 +138,15 @@ func (s *Server) routes() {
 		},
 	}))
 	e.Use(middleware.BodyLimit(s.cfg.BodyLimit))
+	e.Use(s.deadline())
 
 	e.GET("/healthz", func(c echo.Context) error { return c.JSON(http.StatusOK, map[string]string{"status": "ok"}) })
 	e.GET("/readyz", s.ready)
+	e.GET("/openapi.json", serveOpenAPI)
+	e.GET("/metrics", echo.WrapHandler(s.cfg.Metrics.Handler()))
 
-	auth := s.auth()
-	v1 := e.Group("/v1", auth)
+	auth, limit := s.auth(), s.rateLimit() // one limiter: /v1 and the monitor share each key's bucket
+	v1 := e.Group("/v1", auth, limit)
 	v1.POST("/jobs", s.createJob)
 	v1.GET("/jobs", s.listJobs)
 	v1.GET("/jobs/:id", s.getJob)
@@ -133,8 +155,8 @@ func (s *Server) routes() {
 	v1.POST("/signers/:address/reconcile", s.reconcileSigner)
 
 	mon := echo.WrapHandler(s.monitor)
-	e.Any("/monitor", mon, auth)
-	e.Any("/monitor/*", mon, auth)
+	e.Any("/monitor", mon, auth, limit)
+	e.Any("/monitor/*", mon, auth, limit)
 }
 
 // auth checks Authorization: Bearer <key> in constant time against every
@@ -188,7 +210,8 @@ func (s *Server) ready(c echo.Context) error {
 
 const maxIdempotencyKey = 255
 
-func (s *Server) createJob(c echo.Context) error {
+func (s *Server) createJob(c echo.Context) (err error) {
+	defer func() { s.countJobRequest(c, err) }()
 	ctx := c.Request().Context()
 	if ct := c.Request().Header.Get(echo.HeaderContentType); ct != "" && !strings.HasPrefix(strings.ToLower(ct), echo.MIMEApplicationJSON) {
 		return invalid("unsupported_media_type", "", "Content-Type must be application/json, got %q", clip(ct))
@@ -214,6 +237,9 @@ func (s *Server) createJob(c echo.Context) error {
 	if e != nil {
 		return e
 	}
+	if e := s.checkWebhookURL(call.WebhookURL); e != nil {
+		return e
+	}
 	if call.From != nil {
 		known, err := s.knownSigner(ctx, *call.From)
 		if err != nil {
@@ -234,6 +260,7 @@ func (s *Server) createJob(c echo.Context) error {
 		GasLimit:      call.GasLimit,
 		Confirmations: s.cfg.Confirmations,
 		Metadata:      call.Metadata,
+		WebhookURL:    call.WebhookURL,
 		BodyHash:      call.hash(),
 	}
 	if call.From != nil {
@@ -361,4 +388,18 @@ func (s *Server) listJobs(c echo.Context) error {
 		return apiError(CodeUnavailable, "could not list jobs: %v", err)
 	}
 	return c.JSON(http.StatusOK, map[string]any{"jobs": list, "next_cursor": next})
+}
+
+// countJobRequest counts what became of a POST /v1/jobs: a job created or
+// replayed (by the status answered), or the API error code that refused it.
+func (s *Server) countJobRequest(c echo.Context, err error) {
+	var ae *Error
+	switch {
+	case errors.As(err, &ae):
+		s.cfg.Metrics.JobRejected(ae.Code)
+	case err != nil:
+		s.cfg.Metrics.JobRejected(CodeInternal)
+	default:
+		s.cfg.Metrics.JobAccepted(c.Response().Status == http.StatusOK)
+	}
 }

@@ -7,10 +7,13 @@ import (
 	"errors"
 	"fmt"
 	"net"
+	"net/netip"
 	"net/url"
 	"strconv"
 	"strings"
 	"time"
+
+	"github.com/relayq/relayq/webhook"
 )
 
 // Defaults for every variable that has one.
@@ -19,12 +22,19 @@ const (
 	DefaultListen        = "127.0.0.1:8080"
 	DefaultConfirmations = 1
 	DefaultPrefix        = "relayq:"
-	DefaultConcurrency   = 32
+	DefaultConcurrency   = 128
 	DefaultPollInterval  = time.Second
 	DefaultRPCTimeout    = 10 * time.Second
 	DefaultBodyLimit     = "1M"
 	DefaultSweepAfter    = 30 * time.Second
 	DefaultMaxFeeGwei    = 500
+	// DefaultShutdownTimeout bounds a graceful stop, from the signal to exit.
+	DefaultShutdownTimeout = 15 * time.Second
+	// API hardening: requests per second and burst per API key (per API
+	// process), and each request's deadline.
+	DefaultRateLimit      = 200
+	DefaultRateBurst      = 400
+	DefaultRequestTimeout = 10 * time.Second
 )
 
 // Config is everything a relayq process reads from its environment.
@@ -33,6 +43,8 @@ type Config struct {
 	RPCURL          string        // RELAYQ_RPC_URL
 	PrivateKeys     []string      // RELAYQ_PRIVATE_KEYS, hex, comma-separated
 	Listen          string        // RELAYQ_LISTEN
+	PprofListen     string        // RELAYQ_PPROF_LISTEN: host:port serving net/http/pprof, for profiling ("": off)
+	MetricsListen   string        // RELAYQ_METRICS_LISTEN: host:port serving /metrics on its own ("": not served apart from the API)
 	APIKeys         []string      // RELAYQ_API_KEYS, comma-separated
 	InsecureNoAuth  bool          // RELAYQ_INSECURE_NO_AUTH=1
 	Confirmations   uint64        // RELAYQ_CONFIRMATIONS
@@ -47,7 +59,28 @@ type Config struct {
 	TestCrashAt     string        // RELAYQ_TEST_CRASH_AT: crash tests only (see worker.Config.CrashAt)
 	StuckBlocks     uint64        // RELAYQ_STUCK_BLOCKS: blocks a tx may wait unmined before a fee bump
 	BumpPercent     uint64        // RELAYQ_BUMP_PERCENT: fee increase of a replacement, at least 10
+	// ShutdownTimeout (RELAYQ_SHUTDOWN_TIMEOUT) bounds a graceful stop: the
+	// process exits within it of SIGTERM or SIGINT (DrainTimeout of it goes
+	// to in-flight requests and task handlers, the rest to handing back).
+	ShutdownTimeout time.Duration
+	// WebhookSecret (RELAYQ_WEBHOOK_SECRET) signs webhook deliveries; jobs
+	// may carry webhook_url only when it is set (≥ 32 characters).
+	WebhookSecret string
+	// WebhookAllow (RELAYQ_WEBHOOK_ALLOW_CIDRS, comma-separated) exempts
+	// these prefixes from the webhook SSRF policy.
+	WebhookAllow []netip.Prefix
+	// RateLimit (RELAYQ_RATE_LIMIT, requests/s, 0: off) and RateBurst
+	// (RELAYQ_RATE_BURST) limit each API key, in each API process.
+	RateLimit uint64
+	RateBurst uint64
+	// RequestTimeout (RELAYQ_REQUEST_TIMEOUT) is each API request's deadline.
+	RequestTimeout time.Duration
 }
+
+// DrainTimeout is the part of ShutdownTimeout that in-flight HTTP requests
+// and task handlers get to finish; the rest is left for putting unfinished
+// tasks back on the queue and closing connections.
+func (c Config) DrainTimeout() time.Duration { return c.ShutdownTimeout * 2 / 3 }
 
 // FromEnv reads the configuration through getenv (os.Getenv in main, a map
 // in tests). It applies defaults but does not validate: call Check.
@@ -57,6 +90,8 @@ func FromEnv(getenv func(string) string) (Config, error) {
 		RPCURL:         strings.TrimSpace(getenv("RELAYQ_RPC_URL")),
 		PrivateKeys:    list(getenv("RELAYQ_PRIVATE_KEYS")),
 		Listen:         or(getenv("RELAYQ_LISTEN"), DefaultListen),
+		MetricsListen:  strings.TrimSpace(getenv("RELAYQ_METRICS_LISTEN")),
+		PprofListen:    strings.TrimSpace(getenv("RELAYQ_PPROF_LISTEN")),
 		APIKeys:        list(getenv("RELAYQ_API_KEYS")),
 		InsecureNoAuth: getenv("RELAYQ_INSECURE_NO_AUTH") == "1",
 		Prefix:         or(getenv("RELAYQ_REDIS_PREFIX"), DefaultPrefix),
@@ -77,6 +112,16 @@ func FromEnv(getenv func(string) string) (Config, error) {
 	c.PollInterval = durVar(getenv, "RELAYQ_POLL_INTERVAL", DefaultPollInterval, &errs)
 	c.RPCTimeout = durVar(getenv, "RELAYQ_RPC_TIMEOUT", DefaultRPCTimeout, &errs)
 	c.SweepAfter = durVar(getenv, "RELAYQ_SWEEP_AFTER", DefaultSweepAfter, &errs)
+	c.WebhookSecret = strings.TrimSpace(getenv("RELAYQ_WEBHOOK_SECRET"))
+	if allow, err := webhook.ParseCIDRs(getenv("RELAYQ_WEBHOOK_ALLOW_CIDRS")); err != nil {
+		errs = append(errs, fmt.Errorf("RELAYQ_WEBHOOK_ALLOW_CIDRS: %w", err))
+	} else {
+		c.WebhookAllow = allow
+	}
+	c.ShutdownTimeout = durVar(getenv, "RELAYQ_SHUTDOWN_TIMEOUT", DefaultShutdownTimeout, &errs)
+	c.RateLimit = uintVar(getenv, "RELAYQ_RATE_LIMIT", DefaultRateLimit, &errs)
+	c.RateBurst = uintVar(getenv, "RELAYQ_RATE_BURST", DefaultRateBurst, &errs)
+	c.RequestTimeout = durVar(getenv, "RELAYQ_REQUEST_TIMEOUT", DefaultRequestTimeout, &errs)
 	return c, errors.Join(errs...)
 }
 
@@ -121,6 +166,18 @@ func (c Config) Check(role Role) error {
 			}
 		}
 	}
+	if c.PprofListen != "" {
+		if _, _, err := net.SplitHostPort(c.PprofListen); err != nil {
+			bad("RELAYQ_PPROF_LISTEN", "%q is not host:port (such as 127.0.0.1:6060)", c.PprofListen)
+		}
+	}
+	if c.MetricsListen != "" {
+		if _, _, err := net.SplitHostPort(c.MetricsListen); err != nil {
+			bad("RELAYQ_METRICS_LISTEN", "%q is not host:port (such as 127.0.0.1:9464 or :9464)", c.MetricsListen)
+		} else if role&RoleAPI != 0 && c.MetricsListen == c.Listen {
+			bad("RELAYQ_METRICS_LISTEN", "%q is RELAYQ_LISTEN too: the API already serves /metrics there", c.MetricsListen)
+		}
+	}
 	if c.Prefix == "" || strings.ContainsAny(c.Prefix, "{} ") {
 		bad("RELAYQ_REDIS_PREFIX", "%q must be non-empty without braces or spaces", c.Prefix)
 	}
@@ -145,8 +202,26 @@ func (c Config) Check(role Role) error {
 	if c.SweepAfter < time.Second {
 		bad("RELAYQ_SWEEP_AFTER", "%s is below 1s", c.SweepAfter)
 	}
+	if c.WebhookSecret != "" && len(c.WebhookSecret) < webhook.MinSecretLength {
+		bad("RELAYQ_WEBHOOK_SECRET", "is %d characters; at least %d (e.g. openssl rand -hex 32)", len(c.WebhookSecret), webhook.MinSecretLength)
+	}
 	if c.RPCTimeout < 100*time.Millisecond {
 		bad("RELAYQ_RPC_TIMEOUT", "%s is below 100ms", c.RPCTimeout)
+	}
+	if c.ShutdownTimeout < time.Second || c.ShutdownTimeout > 10*time.Minute {
+		bad("RELAYQ_SHUTDOWN_TIMEOUT", "%s is not within 1s..10m", c.ShutdownTimeout)
+	}
+	if role&RoleAPI != 0 {
+		if c.RateLimit > 1_000_000 {
+			bad("RELAYQ_RATE_LIMIT", "%d is more than 1000000 requests/s (0 turns the limit off)", c.RateLimit)
+		}
+		if c.RateLimit > 0 && (c.RateBurst < 1 || c.RateBurst > 1_000_000) {
+			bad("RELAYQ_RATE_BURST", "%d is not within 1..1000000", c.RateBurst)
+		}
+		// The API's http.Server cuts every response at 30 s (WriteTimeout).
+		if c.RequestTimeout < 100*time.Millisecond || c.RequestTimeout > 30*time.Second {
+			bad("RELAYQ_REQUEST_TIMEOUT", "%s is not within 100ms..30s", c.RequestTimeout)
+		}
 	}
 	switch c.LogLevel {
 	case "debug", "info", "warn", "error":

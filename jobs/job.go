@@ -34,6 +34,8 @@ type Job struct {
 	CancelRequested   bool            `json:"cancel_requested,omitempty"`
 	Warning           string          `json:"warning,omitempty"` // e.g. the fee ceiling stops further bumps
 	Metadata          json.RawMessage `json:"metadata,omitempty"`
+	WebhookURL        string          `json:"webhook_url,omitempty"`
+	Webhook           *WebhookState   `json:"webhook,omitempty"` // delivery of the job's webhook events
 	CreatedAt         time.Time       `json:"created_at"`
 	UpdatedAt         time.Time       `json:"updated_at"`
 	History           []Change        `json:"history"`
@@ -44,6 +46,25 @@ type Job struct {
 	// BodyHash identifies the request body for idempotency checks.
 	BodyHash string `json:"-"`
 }
+
+// WebhookState is how the delivery of a job's webhook events is going: two
+// counters and the outcome of the latest delivery attempt, of any event.
+type WebhookState struct {
+	Deliveries    int64     `json:"deliveries"` // events delivered (the receiver answered 2xx)
+	Failures      int64     `json:"failures"`   // attempts that failed or were refused
+	LastEvent     string    `json:"last_event"`
+	LastType      string    `json:"last_type"`
+	LastStatus    string    `json:"last_status"` // see the webhook delivery statuses
+	LastError     string    `json:"last_error,omitempty"`
+	LastAttemptAt time.Time `json:"last_attempt_at"`
+}
+
+// Webhook delivery statuses.
+const (
+	WebhookDelivered = "delivered" // the receiver answered 2xx
+	WebhookFailed    = "failed"    // an error or a non-2xx answer; retried with backoff
+	WebhookRefused   = "refused"   // the URL resolved to an address the SSRF policy refuses; not retried
+)
 
 // Attempt is one signed transaction broadcast for a job. Every hash ever
 // broadcast is recorded, since any of them may be the one mined.

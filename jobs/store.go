@@ -48,6 +48,7 @@ func (s *Store) indexPrefix() string          { return s.prefix + "jobs:status:"
 func (s *Store) statusKey(st Status) string   { return s.indexPrefix() + string(st) }
 func (s *Store) allKey() string               { return s.prefix + "jobs:all" }
 func (s *Store) idemKey(k string) string      { return s.prefix + "idem:" + k }
+func (s *Store) outboxKey() string            { return s.prefix + "webhooks:outbox" }
 
 // NewID returns a new job id: a UUIDv7, so ids sort by creation time and the
 // indexes can page by id alone.
@@ -135,6 +136,9 @@ func (s *Store) fields(j *Job) []any {
 		"created_at", j.CreatedAt.Format(time.RFC3339Nano),
 		"updated_at", j.UpdatedAt.Format(time.RFC3339Nano),
 	}
+	if j.WebhookURL != "" {
+		f = append(f, "webhook_url", j.WebhookURL)
+	}
 	return f
 }
 
@@ -200,6 +204,7 @@ func decode(h map[string]string, hist, att []string) (*Job, error) {
 		BodyHash:          h["body_hash"],
 		CancelRequested:   h["cancel_requested"] == "1",
 		Warning:           h["warning"],
+		WebhookURL:        h["webhook_url"],
 		Attempts:          []Attempt{},
 		History:           []Change{},
 	}
@@ -233,6 +238,16 @@ func decode(h map[string]string, hist, att []string) (*Job, error) {
 		j.Error = &Error{}
 		if err2 := json.Unmarshal([]byte(e), j.Error); err2 != nil {
 			return nil, fmt.Errorf("field error: %w", err2)
+		}
+	}
+	if w := h["webhook"]; w != "" {
+		j.Webhook = &WebhookState{}
+		if err2 := json.Unmarshal([]byte(w), j.Webhook); err2 != nil {
+			return nil, fmt.Errorf("field webhook: %w", err2)
+		}
+		j.Webhook.Deliveries, j.Webhook.Failures = int64(u("webhook_deliveries")), int64(u("webhook_failures"))
+		if numErr != nil {
+			return nil, numErr
 		}
 	}
 	var err error
@@ -314,4 +329,147 @@ func CreatedAt(id string) (time.Time, bool) {
 	}
 	sec, nsec := u.Time().UnixTime()
 	return time.Unix(sec, nsec), true
+}
+
+// OutboxEvent is a webhook event that a transition recorded in the outbox
+// and that has not been handed to the queue yet.
+type OutboxEvent struct {
+	ID     string // "<job id>.<n>": n is the change's index in the job's history
+	JobID  string
+	Change Change // the transition that fired the event
+	// Job is the job as it was right after the transition (its history
+	// ends with Change), or nil when the snapshot is gone: another
+	// dispatcher handed the event over already.
+	Job *Job
+	// Err says the event cannot be read (a corrupt record): retrying will
+	// not help.
+	Err error
+}
+
+// Outbox returns up to limit webhook events from the outbox, oldest first.
+func (s *Store) Outbox(ctx context.Context, limit int) ([]OutboxEvent, error) {
+	ids, err := s.rdb.ZRange(ctx, s.outboxKey(), 0, int64(limit)-1).Result()
+	if err != nil {
+		return nil, fmt.Errorf("read webhook outbox: %w", err)
+	}
+	if len(ids) == 0 {
+		return nil, nil
+	}
+	type cmds struct {
+		h         *redis.MapStringStringCmd
+		hist, att *redis.StringSliceCmd
+	}
+	out := make([]OutboxEvent, len(ids))
+	cs := make([]cmds, len(ids))
+	pipe := s.rdb.Pipeline()
+	for i, id := range ids {
+		jobID, n, err := parseEventID(id)
+		out[i] = OutboxEvent{ID: id, JobID: jobID, Err: err}
+		if err != nil {
+			continue
+		}
+		cs[i] = cmds{
+			h:    pipe.HGetAll(ctx, s.eventKey(jobID, n)),
+			hist: pipe.LRange(ctx, s.historyKey(jobID), 0, int64(n)),
+			att:  pipe.LRange(ctx, s.attemptsKey(jobID), 0, -1),
+		}
+	}
+	if _, err := pipe.Exec(ctx); err != nil {
+		return nil, fmt.Errorf("read webhook outbox: %w", err)
+	}
+	for i, c := range cs {
+		if out[i].Err != nil {
+			continue
+		}
+		h := c.h.Val()
+		if len(h) == 0 {
+			continue
+		}
+		att := c.att.Val()
+		if n, err := strconv.Atoi(h["event_attempts"]); err == nil && n < len(att) {
+			att = att[:n]
+		}
+		j, err := decode(h, c.hist.Val(), att)
+		if err == nil && len(j.History) == 0 {
+			err = errors.New("no history")
+		}
+		if err != nil {
+			out[i].Err = fmt.Errorf("webhook event %s: %w", ids[i], err)
+			continue
+		}
+		out[i].Job, out[i].Change = j, j.History[len(j.History)-1]
+	}
+	return out, nil
+}
+
+// RemoveFromOutbox forgets a webhook event and its job snapshot, once the
+// event is safely on the queue.
+func (s *Store) RemoveFromOutbox(ctx context.Context, eventID string) error {
+	jobID, n, err := parseEventID(eventID)
+	pipe := s.rdb.TxPipeline()
+	pipe.ZRem(ctx, s.outboxKey(), eventID)
+	if err == nil {
+		pipe.Del(ctx, s.eventKey(jobID, n))
+	}
+	if _, err := pipe.Exec(ctx); err != nil {
+		return fmt.Errorf("remove webhook event %s from the outbox: %w", eventID, err)
+	}
+	return nil
+}
+
+// OutboxLen is how many webhook events wait in the outbox.
+func (s *Store) OutboxLen(ctx context.Context) (int64, error) {
+	return s.rdb.ZCard(ctx, s.outboxKey()).Result()
+}
+
+func (s *Store) eventKey(jobID string, n int) string {
+	return s.jobKey(jobID) + ":event:" + strconv.Itoa(n)
+}
+
+// parseEventID splits "<job id>.<n>".
+func parseEventID(id string) (jobID string, n int, err error) {
+	i := strings.LastIndexByte(id, '.')
+	if i > 0 {
+		n, err = strconv.Atoi(id[i+1:])
+	}
+	if i <= 0 || err != nil || n < 0 {
+		return "", 0, fmt.Errorf("webhook event id %q is not <job id>.<n>", id)
+	}
+	return id[:i], n, nil
+}
+
+// webhookStateScript records the outcome of one webhook delivery attempt
+// on a job, without touching its status (and without creating a record for
+// a job that does not exist).
+//
+// KEYS[1] job hash. ARGV[1] the last attempt as JSON, ARGV[2] the counter
+// field to increment. Returns 1, or 0 when there is no such job.
+var webhookStateScript = redis.NewScript(`
+if redis.call("EXISTS", KEYS[1]) == 0 then return 0 end
+redis.call("HSET", KEYS[1], "webhook", ARGV[1])
+redis.call("HINCRBY", KEYS[1], ARGV[2], 1)
+return 1
+`)
+
+// SetWebhookState records a webhook delivery attempt on job id: st's
+// Last* fields replace the previous attempt's, and the deliveries or the
+// failures counter (st's own counters are ignored) goes up by one.
+func (s *Store) SetWebhookState(ctx context.Context, id string, st WebhookState) error {
+	counter := "webhook_failures"
+	if st.LastStatus == WebhookDelivered {
+		counter = "webhook_deliveries"
+	}
+	st.Deliveries, st.Failures = 0, 0
+	b, err := json.Marshal(st)
+	if err != nil {
+		return fmt.Errorf("set webhook state of job %s: %w", id, err)
+	}
+	n, err := webhookStateScript.Run(ctx, s.rdb, []string{s.jobKey(id)}, string(b), counter).Int()
+	if err != nil {
+		return fmt.Errorf("set webhook state of job %s: %w", id, err)
+	}
+	if n == 0 {
+		return fmt.Errorf("set webhook state of job %s: %w", id, ErrNotFound)
+	}
+	return nil
 }

@@ -12,12 +12,21 @@ import (
 
 // transitionScript moves a job to a new status if it is in one of the
 // allowed ones, writing fields, history and an attempt in the same step.
+// When the status changes to one that fires a webhook and the job has a
+// webhook_url, it also records the event in the webhook outbox (a
+// transactional outbox): a snapshot of the job right after the change,
+// under KEYS[1]..":event:<n>" (same hash tag, so same slot), and the event
+// id "<job id>.<n>" in the outbox, n being the change's index in the
+// history. A crash after this script therefore never loses an event.
 //
-// KEYS[1] job hash, KEYS[2] history list, KEYS[3] attempts list.
+// KEYS[1] job hash, KEYS[2] history list, KEYS[3] attempts list, KEYS[4]
+// webhook outbox (sorted set, scored by time in ms).
 // ARGV[1] job id, ARGV[2] new status, ARGV[3] allowed current statuses
 // (each between spaces: " queued submitted "), ARGV[4] status index key
 // prefix, ARGV[5] time (RFC 3339), ARGV[6] note as a JSON string, ARGV[7]
-// attempt JSON or "", ARGV[8..] field/value pairs.
+// attempt JSON or "", ARGV[8] time in ms (the outbox score), ARGV[9]
+// statuses whose arrival fires a webhook (" mined confirmed … "; mined →
+// submitted, a reorg, always does), ARGV[10..] field/value pairs.
 //
 // Returns {1, previous status} on success, {0, current status} when the job
 // is in a status the transition does not start from, {-1, ""} when there is
@@ -27,16 +36,30 @@ local cur = redis.call("HGET", KEYS[1], "status")
 if not cur then return {-1, ""} end
 if cur == "" or not string.find(ARGV[3], " " .. cur .. " ", 1, true) then return {0, cur} end
 local fv = {"status", ARGV[2], "updated_at", ARGV[5]}
-for i = 8, #ARGV do fv[#fv+1] = ARGV[i] end
+for i = 10, #ARGV do fv[#fv+1] = ARGV[i] end
 redis.call("HSET", KEYS[1], unpack(fv))
+if ARGV[7] ~= "" then redis.call("RPUSH", KEYS[3], ARGV[7]) end
 if cur ~= ARGV[2] then
-  redis.call("RPUSH", KEYS[2], '{"from":"' .. cur .. '","to":"' .. ARGV[2] .. '","at":"' .. ARGV[5] .. '","note":' .. ARGV[6] .. '}')
+  local n = redis.call("RPUSH", KEYS[2], '{"from":"' .. cur .. '","to":"' .. ARGV[2] .. '","at":"' .. ARGV[5] .. '","note":' .. ARGV[6] .. '}')
   redis.call("ZREM", ARGV[4] .. cur, ARGV[1])
   redis.call("ZADD", ARGV[4] .. ARGV[2], 0, ARGV[1])
+  if string.find(ARGV[9], " " .. ARGV[2] .. " ", 1, true) or (cur == "mined" and ARGV[2] == "submitted") then
+    local url = redis.call("HGET", KEYS[1], "webhook_url")
+    if url and url ~= "" then
+      local snap = KEYS[1] .. ":event:" .. (n - 1)
+      redis.call("DEL", snap)
+      redis.call("HSET", snap, unpack(redis.call("HGETALL", KEYS[1])))
+      redis.call("HSET", snap, "event_attempts", redis.call("LLEN", KEYS[3]))
+      redis.call("ZADD", KEYS[4], ARGV[8], ARGV[1] .. "." .. (n - 1))
+    end
+  end
 end
-if ARGV[7] ~= "" then redis.call("RPUSH", KEYS[3], ARGV[7]) end
 return {1, cur}
 `)
+
+// webhookStatuses are the statuses whose arrival fires a job's webhook
+// (besides mined → submitted, a reorg's step back).
+const webhookStatuses = " mined confirmed failed cancelled "
 
 // Fields are extra job fields a transition writes, in pairs.
 type Fields []any
@@ -69,11 +92,21 @@ func (s *Store) Update(ctx context.Context, id string, in Status, fields Fields,
 }
 
 func (s *Store) apply(ctx context.Context, id string, to Status, from []Status, note string, fields Fields, attempt *Attempt) (Status, error) {
+	keys, args, err := s.prepare(id, to, from, note, fields, attempt)
+	if err != nil {
+		return "", err
+	}
+	res, err := transitionScript.Run(ctx, s.rdb, keys, args...).Slice()
+	return outcome(id, to, from, res, err)
+}
+
+// prepare builds the keys and arguments of transitionScript.
+func (s *Store) prepare(id string, to Status, from []Status, note string, fields Fields, attempt *Attempt) ([]string, []any, error) {
 	if len(from) == 0 {
-		return "", fmt.Errorf("transition job %s: nothing moves to %q", id, to)
+		return nil, nil, fmt.Errorf("transition job %s: nothing moves to %q", id, to)
 	}
 	if len(fields)%2 != 0 {
-		return "", fmt.Errorf("transition job %s: odd number of fields", id)
+		return nil, nil, fmt.Errorf("transition job %s: odd number of fields", id)
 	}
 	var allowed strings.Builder
 	allowed.WriteString(" ")
@@ -85,14 +118,19 @@ func (s *Store) apply(ctx context.Context, id string, to Status, from []Status, 
 	if attempt != nil {
 		b, err := json.Marshal(attempt)
 		if err != nil {
-			return "", fmt.Errorf("transition job %s: %w", id, err)
+			return nil, nil, fmt.Errorf("transition job %s: %w", id, err)
 		}
 		att = string(b)
 	}
-	args := []any{id, string(to), allowed.String(), s.indexPrefix(), s.now().UTC().Format(time.RFC3339Nano), string(noteJSON), att}
+	now := s.now().UTC()
+	args := []any{id, string(to), allowed.String(), s.indexPrefix(), now.Format(time.RFC3339Nano), string(noteJSON), att, now.UnixMilli(), webhookStatuses}
 	args = append(args, fields...)
-	keys := []string{s.jobKey(id), s.historyKey(id), s.attemptsKey(id)}
-	res, err := transitionScript.Run(ctx, s.rdb, keys, args...).Slice()
+	keys := []string{s.jobKey(id), s.historyKey(id), s.attemptsKey(id), s.outboxKey()}
+	return keys, args, nil
+}
+
+// outcome reads transitionScript's answer.
+func outcome(id string, to Status, from []Status, res []any, err error) (Status, error) {
 	if err != nil {
 		return "", fmt.Errorf("transition job %s to %s: %w", id, to, err)
 	}
@@ -105,6 +143,72 @@ func (s *Store) apply(ctx context.Context, id string, to Status, from []Status, 
 	default:
 		return "", fmt.Errorf("transition job %s: %w", id, ErrNotFound)
 	}
+}
+
+// Step is one transition of TransitionMany: TransitionIf's arguments.
+type Step struct {
+	ID       string
+	From, To Status
+	Note     string
+	Fields   Fields
+	Attempt  *Attempt
+}
+
+// TransitionMany applies each step as TransitionIf would, in one round
+// trip. Each step is atomic on its own; together they are a pipeline, not a
+// transaction: one step's failure does not undo another's. It returns each
+// step's error.
+func (s *Store) TransitionMany(ctx context.Context, steps []Step) []error {
+	errs := make([]error, len(steps))
+	type prepared struct {
+		i    int
+		keys []string
+		args []any
+	}
+	var todo []prepared
+	for i, st := range steps {
+		if !CanTransition(st.From, st.To) {
+			errs[i] = fmt.Errorf("transition job %s: %s → %s is not allowed", st.ID, st.From, st.To)
+			continue
+		}
+		keys, args, err := s.prepare(st.ID, st.To, []Status{st.From}, st.Note, st.Fields, st.Attempt)
+		if err != nil {
+			errs[i] = err
+			continue
+		}
+		todo = append(todo, prepared{i, keys, args})
+	}
+	// A Redis that restarted has forgotten the script: steps answered
+	// NOSCRIPT did not run, so they go again once it is loaded.
+	for attempt := 0; len(todo) > 0; attempt++ {
+		cmds := make([]*redis.Cmd, len(todo))
+		_, _ = s.rdb.Pipelined(ctx, func(p redis.Pipeliner) error {
+			for k, t := range todo {
+				cmds[k] = transitionScript.EvalSha(ctx, p, t.keys, t.args...)
+			}
+			return nil
+		})
+		var again []prepared
+		for k, t := range todo {
+			res, err := cmds[k].Slice()
+			if err != nil && redis.HasErrorPrefix(err, "NOSCRIPT") && attempt == 0 {
+				again = append(again, t)
+				continue
+			}
+			st := steps[t.i]
+			_, errs[t.i] = outcome(st.ID, st.To, []Status{st.From}, res, err)
+		}
+		if len(again) > 0 {
+			if err := transitionScript.Load(ctx, s.rdb).Err(); err != nil {
+				for _, t := range again {
+					errs[t.i] = fmt.Errorf("transition job %s: load script: %w", steps[t.i].ID, err)
+				}
+				return errs
+			}
+		}
+		todo = again
+	}
+	return errs
 }
 
 // ErrorField encodes a job error as the value of the "error" field.

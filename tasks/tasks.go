@@ -60,3 +60,76 @@ func ParseSendPayload(b []byte) (SendPayload, error) {
 	}
 	return p, nil
 }
+
+// TypeWebhookDeliver delivers one webhook event of a job.
+const TypeWebhookDeliver = "webhook:deliver"
+
+// QueueWebhooks is the Asynq queue of webhook deliveries. Workers serve it
+// with handlers of its own, so slow receivers never hold up sends.
+const QueueWebhooks = "relayq-webhooks"
+
+// WebhookMaxRetry bounds how often a delivery is retried (over about 7
+// hours: see worker.WebhookRetryDelay) before its task is archived.
+const WebhookMaxRetry = 12
+
+// WebhookRetention is how long a delivered event's task is kept: while it
+// is, enqueueing the event again is refused (ErrTaskIDConflict), so an
+// outbox entry handed over twice after a crash is delivered once.
+const WebhookRetention = 24 * time.Hour
+
+// WebhookPayload is the payload of a TypeWebhookDeliver task.
+type WebhookPayload struct {
+	EventID string `json:"event_id"`
+	JobID   string `json:"job_id"`
+	Type    string `json:"type"`
+	URL     string `json:"url"`
+	// Body is the event exactly as it is sent, built once so that every
+	// retry sends identical bytes.
+	Body []byte `json:"body"`
+}
+
+// NewWebhookTask builds the delivery task of one event. The event id is
+// the TaskID, so an event is enqueued at most once.
+func NewWebhookTask(p WebhookPayload) (*asynq.Task, []asynq.Option, error) {
+	if err := p.check(); err != nil {
+		return nil, nil, fmt.Errorf("new webhook task: %w", err)
+	}
+	b, err := json.Marshal(p)
+	if err != nil {
+		return nil, nil, fmt.Errorf("new webhook task: %w", err)
+	}
+	opts := []asynq.Option{
+		asynq.TaskID(p.EventID),
+		asynq.Queue(QueueWebhooks),
+		asynq.MaxRetry(WebhookMaxRetry),
+		asynq.Timeout(time.Minute),
+		asynq.Retention(WebhookRetention),
+	}
+	return asynq.NewTask(TypeWebhookDeliver, b), opts, nil
+}
+
+// ParseWebhookPayload decodes the payload of a TypeWebhookDeliver task.
+func ParseWebhookPayload(b []byte) (WebhookPayload, error) {
+	var p WebhookPayload
+	if err := json.Unmarshal(b, &p); err != nil {
+		return p, fmt.Errorf("parse webhook payload: %w", err)
+	}
+	if err := p.check(); err != nil {
+		return p, fmt.Errorf("parse webhook payload: %w", err)
+	}
+	return p, nil
+}
+
+func (p WebhookPayload) check() error {
+	switch {
+	case p.EventID == "":
+		return fmt.Errorf("no event id")
+	case p.JobID == "":
+		return fmt.Errorf("no job id")
+	case p.URL == "":
+		return fmt.Errorf("no url")
+	case len(p.Body) == 0:
+		return fmt.Errorf("no body")
+	}
+	return nil
+}

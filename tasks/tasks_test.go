@@ -23,3 +23,29 @@ func TestSendTaskRoundTrip(t *testing.T) {
 	_, err = ParseSendPayload([]byte(`nope`))
 	require.Error(t, err)
 }
+
+func TestWebhookTaskRoundTrip(t *testing.T) {
+	t.Parallel()
+	p := WebhookPayload{EventID: "job-1.2", JobID: "job-1", Type: "job.mined", URL: "https://example.com/hook", Body: []byte(`{"id":"job-1.2"}`)}
+	task, opts, err := NewWebhookTask(p)
+	require.NoError(t, err)
+	require.Equal(t, TypeWebhookDeliver, task.Type())
+	require.NotEmpty(t, opts)
+	got, err := ParseWebhookPayload(task.Payload())
+	require.NoError(t, err)
+	require.Equal(t, p, got, "the body survives byte for byte")
+
+	for _, bad := range []WebhookPayload{
+		{JobID: "j", URL: "u", Body: []byte("{}")},
+		{EventID: "e", URL: "u", Body: []byte("{}")},
+		{EventID: "e", JobID: "j", Body: []byte("{}")},
+		{EventID: "e", JobID: "j", URL: "u"},
+	} {
+		_, _, err := NewWebhookTask(bad)
+		require.Error(t, err, "%+v", bad)
+	}
+	_, err = ParseWebhookPayload([]byte(`{"event_id":"e"}`))
+	require.Error(t, err)
+	_, err = ParseWebhookPayload([]byte(`nope`))
+	require.Error(t, err)
+}

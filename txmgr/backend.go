@@ -10,6 +10,7 @@ import (
 	"errors"
 	"fmt"
 	"math/big"
+	"net/http"
 	"strings"
 	"time"
 
@@ -52,12 +53,20 @@ var _ Backend = (*RPC)(nil)
 // Dial connects to a node's JSON-RPC endpoint. Every call made through the
 // returned backend gets timeout as its deadline unless ctx has a sooner one.
 func Dial(ctx context.Context, url string, timeout time.Duration) (*RPC, error) {
-	c, err := rpc.DialContext(ctx, url)
+	// Go's default keeps 2 idle connections per host: with dozens of calls
+	// in flight, every other call would open (and the node accept) a new
+	// TCP connection. Keep as many as the worker runs at once.
+	tr := http.DefaultTransport.(*http.Transport).Clone()
+	tr.MaxIdleConns, tr.MaxIdleConnsPerHost = maxIdleRPCConns, maxIdleRPCConns
+	c, err := rpc.DialOptions(ctx, url, rpc.WithHTTPClient(&http.Client{Transport: tr}))
 	if err != nil {
 		return nil, fmt.Errorf("dial node: %w", err)
 	}
 	return &RPC{Client: ethclient.NewClient(c), rpc: c, timeout: timeout}, nil
 }
+
+// maxIdleRPCConns is how many idle HTTP connections to the node are kept.
+const maxIdleRPCConns = 256
 
 // Close closes the connection.
 func (r *RPC) Close() { r.rpc.Close() }
@@ -87,12 +96,18 @@ func (r *RPC) SuggestGasTipCap(ctx context.Context) (*big.Int, error) {
 	return r.Client.SuggestGasTipCap(ctx)
 }
 
-// EstimateGas estimates a call's gas; a revert comes back as an error with
-// revert data.
+// EstimateGas estimates a call's gas on the latest block; a revert comes
+// back as an error with revert data.
+//
+// The block is named because nodes differ: geth estimates on "latest" by
+// default, anvil on "pending", which it builds by executing every pending
+// transaction. With a thousand of a signer's own transactions in the pool,
+// an estimate on pending cost anvil 3.9 ms of CPU against 0.15 ms on latest
+// (measured here), and made the node, not relayq, the bottleneck.
 func (r *RPC) EstimateGas(ctx context.Context, msg ethereum.CallMsg) (uint64, error) {
 	ctx, cancel := r.deadline(ctx)
 	defer cancel()
-	return r.Client.EstimateGas(ctx, msg)
+	return r.Client.EstimateGasAtBlock(ctx, msg, nil)
 }
 
 // CallContract runs eth_call.
@@ -220,4 +235,113 @@ func RawTx(raw string) (*types.Transaction, error) {
 		return nil, fmt.Errorf("decode raw tx: %w", err)
 	}
 	return tx, nil
+}
+
+// Observer hears of one call to the node: its JSON-RPC method, how long it
+// took and its error (nil on success). metrics.Metrics.RPC is one.
+type Observer func(method string, took time.Duration, err error)
+
+// Observed wraps b so that observe hears of every call made through it. It
+// is the one place node calls are measured; txmgr itself knows nothing of
+// metrics.
+func Observed(b Backend, observe Observer) Backend {
+	if observe == nil {
+		return b
+	}
+	return &observed{b: b, observe: observe}
+}
+
+type observed struct {
+	b       Backend
+	observe Observer
+}
+
+func (o *observed) done(method string, start time.Time, err error) {
+	o.observe(method, time.Since(start), err)
+}
+
+func (o *observed) ChainID(ctx context.Context) (*big.Int, error) {
+	start := time.Now()
+	v, err := o.b.ChainID(ctx)
+	o.done("eth_chainId", start, err)
+	return v, err
+}
+
+func (o *observed) HeaderByNumber(ctx context.Context, number *big.Int) (*types.Header, error) {
+	start := time.Now()
+	v, err := o.b.HeaderByNumber(ctx, number)
+	o.done("eth_getBlockByNumber", start, err)
+	return v, err
+}
+
+func (o *observed) SuggestGasTipCap(ctx context.Context) (*big.Int, error) {
+	start := time.Now()
+	v, err := o.b.SuggestGasTipCap(ctx)
+	o.done("eth_maxPriorityFeePerGas", start, err)
+	return v, err
+}
+
+func (o *observed) EstimateGas(ctx context.Context, msg ethereum.CallMsg) (uint64, error) {
+	start := time.Now()
+	v, err := o.b.EstimateGas(ctx, msg)
+	o.done("eth_estimateGas", start, err)
+	return v, err
+}
+
+func (o *observed) CallContract(ctx context.Context, msg ethereum.CallMsg, block *big.Int) ([]byte, error) {
+	start := time.Now()
+	v, err := o.b.CallContract(ctx, msg, block)
+	o.done("eth_call", start, err)
+	return v, err
+}
+
+func (o *observed) SendTransaction(ctx context.Context, tx *types.Transaction) error {
+	start := time.Now()
+	err := o.b.SendTransaction(ctx, tx)
+	o.done("eth_sendRawTransaction", start, err)
+	return err
+}
+
+func (o *observed) NonceAt(ctx context.Context, a common.Address, block *big.Int) (uint64, error) {
+	start := time.Now()
+	v, err := o.b.NonceAt(ctx, a, block)
+	o.done("eth_getTransactionCount", start, err)
+	return v, err
+}
+
+func (o *observed) PendingNonceAt(ctx context.Context, a common.Address) (uint64, error) {
+	start := time.Now()
+	v, err := o.b.PendingNonceAt(ctx, a)
+	o.done("eth_getTransactionCount", start, err)
+	return v, err
+}
+
+func (o *observed) BalanceAt(ctx context.Context, a common.Address, block *big.Int) (*big.Int, error) {
+	start := time.Now()
+	v, err := o.b.BalanceAt(ctx, a, block)
+	o.done("eth_getBalance", start, err)
+	return v, err
+}
+
+// TransactionReceipts counts one call per request, however many receipts
+// it batches; an empty request makes no call and is not counted.
+func (o *observed) TransactionReceipts(ctx context.Context, hashes []common.Hash) ([]*types.Receipt, error) {
+	if len(hashes) == 0 {
+		return o.b.TransactionReceipts(ctx, hashes)
+	}
+	start := time.Now()
+	v, err := o.b.TransactionReceipts(ctx, hashes)
+	o.done("eth_getTransactionReceipt", start, err)
+	return v, err
+}
+
+// TransactionsKnown counts like TransactionReceipts.
+func (o *observed) TransactionsKnown(ctx context.Context, hashes []common.Hash) ([]bool, error) {
+	if len(hashes) == 0 {
+		return o.b.TransactionsKnown(ctx, hashes)
+	}
+	start := time.Now()
+	v, err := o.b.TransactionsKnown(ctx, hashes)
+	o.done("eth_getTransactionByHash", start, err)
+	return v, err
 }

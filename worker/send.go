@@ -13,7 +13,7 @@ import (
 	"github.com/hibiken/asynq"
 
 	"github.com/relayq/relayq/jobs"
-	"github.com/relayq/relayq/nonce"
+	"github.com/relayq/relayq/metrics"
 	"github.com/relayq/relayq/tasks"
 	"github.com/relayq/relayq/txmgr"
 )
@@ -73,6 +73,7 @@ func (w *Worker) submit(ctx context.Context, j *jobs.Job) error {
 		// The API validated it; a record this broken cannot be retried into shape.
 		ferr := w.store.TransitionIf(ctx, j.ID, jobs.Queued, jobs.Failed, "invalid job record",
 			jobs.Fields{"error", jobs.ErrorField(jobs.Error{Code: jobs.ErrCodeInvalid, Message: err.Error()})}, nil)
+		w.cfg.Metrics.Finished(jobs.Failed, len(j.Attempts), ferr)
 		return errors.Join(fmt.Errorf("%w: %w", err, asynq.SkipRetry), ferr)
 	}
 	gas := j.GasLimit
@@ -94,6 +95,7 @@ func (w *Worker) submit(ctx context.Context, j *jobs.Job) error {
 			jerr := w.revertError(jobs.ErrCodeRevertedAtEstimate, err)
 			log.Info("call reverts at estimate; job failed", "reason", jerr.RevertReason)
 			ferr := w.store.TransitionIf(ctx, j.ID, jobs.Queued, jobs.Failed, "reverted at estimate", jobs.Fields{"from", call.From.Hex(), "error", jobs.ErrorField(jerr)}, nil)
+			w.cfg.Metrics.Finished(jobs.Failed, len(j.Attempts), ferr)
 			if ferr != nil {
 				return ferr
 			}
@@ -107,43 +109,13 @@ func (w *Worker) submit(ctx context.Context, j *jobs.Job) error {
 	if fees.BlockGasLimit > 0 && gas > fees.BlockGasLimit {
 		// No block could hold it: fail before a nonce is taken.
 		msg := fmt.Sprintf("gas %d exceeds the block gas limit %d", gas, fees.BlockGasLimit)
-		return w.store.TransitionIf(ctx, j.ID, jobs.Queued, jobs.Failed, "too much gas",
-			jobs.Fields{"error", jobs.ErrorField(jobs.Error{Code: jobs.ErrCodeRejected, Message: msg})}, nil)
+		return w.cfg.Metrics.Finished(jobs.Failed, len(j.Attempts), w.store.TransitionIf(ctx, j.ID, jobs.Queued, jobs.Failed, "too much gas",
+			jobs.Fields{"error", jobs.ErrorField(jobs.Error{Code: jobs.ErrCodeRejected, Message: msg})}, nil))
 	}
-	n, err := a.Nonces.Reserve(ctx, j.ID, w.store.JobKey(j.ID))
-	if errors.Is(err, nonce.ErrNotInitialized) {
-		if err = w.reconcile(ctx, a); err == nil {
-			n, err = a.Nonces.Reserve(ctx, j.ID, w.store.JobKey(j.ID))
-		}
-	}
-	if errors.Is(err, nonce.ErrNotQueued) {
-		return w.Send(ctx, j.ID) // another run got further; follow it
-	}
-	if err != nil {
-		return fmt.Errorf("job %s: %w", j.ID, err)
-	}
-	w.crashPoint("after_reserve")
-	tx, raw, err := txmgr.Sign(a.Signer, w.chainID, n, gas, fees, call)
-	if err != nil {
-		return fmt.Errorf("job %s: %w", j.ID, err)
-	}
-	att := newAttempt(tx, jobs.KindOriginal, fees.Head)
-	// Write-ahead: the signed bytes are durable before any node sees them.
-	err = w.store.TransitionIf(ctx, j.ID, jobs.Queued, jobs.Submitted, "signed",
-		jobs.Fields{"from", call.From.Hex(), "nonce", n, "gas", gas, "tx_hash", tx.Hash().Hex(), "raw", hexutil.Encode(raw)}, att)
-	var bad *jobs.BadTransitionError
-	if errors.As(err, &bad) {
-		// A concurrent run of this task persisted its own signature of the
-		// same nonce first; ours is discarded unbroadcast.
+	err = w.sendBatched(ctx, a, &sendReq{j: j, call: call, gas: gas, fees: fees, done: make(chan error, 1)})
+	if errors.Is(err, errFollow) {
 		return w.Send(ctx, j.ID)
 	}
-	if err != nil {
-		return fmt.Errorf("job %s: persist signed tx: %w", j.ID, err)
-	}
-	log.Debug("signed", "nonce", n, "tx_hash", tx.Hash().Hex())
-	w.crashPoint("after_persist")
-	err = w.broadcast(ctx, a, j.ID, tx)
-	w.crashPoint("after_broadcast")
 	return err
 }
 
@@ -164,17 +136,24 @@ func (w *Worker) rebroadcast(ctx context.Context, j *jobs.Job) error {
 	if err != nil {
 		return err
 	}
+	w.cfg.Metrics.Rebroadcast(metrics.RebroadcastRetry)
 	return w.broadcast(ctx, a, j.ID, tx)
 }
 
 // broadcast sends a persisted transaction and decides from the node's answer
 // what happens next.
 func (w *Worker) broadcast(ctx context.Context, a *Account, id string, tx *types.Transaction) error {
-	err := w.cfg.Backend.SendTransaction(ctx, tx)
+	return w.broadcastResult(ctx, a, id, tx, w.cfg.Backend.SendTransaction(ctx, tx))
+}
+
+// broadcastResult decides from the node's answer err to a broadcast of tx
+// what happens next.
+func (w *Worker) broadcastResult(ctx context.Context, a *Account, id string, tx *types.Transaction, err error) error {
 	log := w.log.With("job_id", id, "tx_hash", tx.Hash().Hex(), "nonce", tx.Nonce())
 	switch c := txmgr.Classify(err); c {
 	case txmgr.ClassNone, txmgr.ClassAlreadyKnown:
 		a.pause(ctx, "")
+		w.cfg.Metrics.Stage(metrics.StageBroadcast, metrics.AcceptedAt(id))
 		return nil
 	case txmgr.ClassNonceTooLow:
 		// Either one of this job's own hashes was mined (a retry whose first
@@ -191,6 +170,7 @@ func (w *Worker) broadcast(ctx context.Context, a *Account, id string, tx *types
 		log.Error("node rejected the transaction for good", "err", err)
 		jerr := w.revertError(jobs.ErrCodeRejected, err)
 		ferr := w.store.TransitionIf(ctx, id, jobs.Submitted, jobs.Failed, "rejected by node", jobs.Fields{"error", jobs.ErrorField(jerr)}, nil)
+		w.cfg.Metrics.Finished(jobs.Failed, -1, ferr) // attempts not known here
 		return errors.Join(fmt.Errorf("broadcast %s: %w: %w", id, err, asynq.SkipRetry), ferr)
 	default:
 		return fmt.Errorf("broadcast %s (%s): %w", id, c, err)

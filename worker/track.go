@@ -5,6 +5,7 @@ import (
 	"errors"
 	"fmt"
 	"math/big"
+	"sync"
 	"time"
 
 	"github.com/ethereum/go-ethereum"
@@ -13,6 +14,7 @@ import (
 	"github.com/ethereum/go-ethereum/core/types"
 
 	"github.com/relayq/relayq/jobs"
+	"github.com/relayq/relayq/metrics"
 	"github.com/relayq/relayq/nonce"
 	"github.com/relayq/relayq/txmgr"
 )
@@ -52,23 +54,32 @@ func NewTracker(w *Worker, a *Account) *Tracker {
 	}
 }
 
-// Run ticks every poll interval until ctx ends. Only the process holding the
-// signer's lease tracks it, so N workers do not multiply the RPC load.
-func (t *Tracker) Run(ctx context.Context) {
+// Run runs the tracker's ticks, while this process holds the signer's
+// lease, until stop ends. Ticks run under work, which outlives stop until the
+// drain deadline, so a shutdown lets the tick in progress finish: a tracker
+// stops between ticks, not halfway through a replacement it has persisted.
+func (t *Tracker) Run(stop, work context.Context) {
 	tick := time.NewTicker(t.w.cfg.PollInterval)
 	defer tick.Stop()
-	defer t.lease.Release(context.WithoutCancel(ctx))
+	defer func() {
+		ctx, cancel := context.WithTimeout(context.WithoutCancel(work), 2*time.Second)
+		defer cancel()
+		t.lease.Release(ctx) // another process takes over at its next tick
+	}()
 	for {
 		select {
-		case <-ctx.Done():
+		case <-stop.Done():
 			return
 		case <-tick.C:
 		}
-		held, err := t.lease.Hold(ctx)
+		if stop.Err() != nil {
+			return // both were ready; stopping wins
+		}
+		held, err := t.lease.Hold(work)
 		if err != nil || !held {
 			continue
 		}
-		if err := t.Tick(ctx); err != nil && ctx.Err() == nil {
+		if err := t.Tick(work); err != nil && work.Err() == nil {
 			t.w.log.Warn("tracker tick", "signer", t.a.Signer.Address().Hex(), "err", err)
 		}
 	}
@@ -173,37 +184,97 @@ func (t *Tracker) trackUsed(ctx context.Context, head *types.Header, used []trac
 			}
 		}
 	}
-	canon := map[uint64]common.Hash{head.Number.Uint64(): head.Hash()}
-	var errs []error
+	canon := &canonCache{m: map[uint64]common.Hash{head.Number.Uint64(): head.Hash()}}
+	// A job that a receipt or its own status settles depends on no other:
+	// those run concurrently (a block can hold thousands of ours, each a
+	// few Redis round trips). The rest, nonces used with none of our hashes
+	// mined, are decided one by one.
+	var (
+		mu      sync.Mutex
+		errs    []error
+		settled []string
+		wg      sync.WaitGroup
+		sem     = make(chan struct{}, trackParallel)
+	)
 	for _, u := range used {
-		j := u.job
-		switch j.Status {
-		case jobs.Submitted:
-			found, err := t.mined(ctx, j, receipts)
-			if err != nil {
-				errs = append(errs, err)
-				continue
-			}
-			if !found {
-				errs = append(errs, t.foreign(ctx, head.Number.Uint64(), u))
-				continue
-			}
-			delete(t.missing, j.ID)
-			if j.Status == jobs.Mined {
-				errs = append(errs, t.confirm(ctx, j, head, canon))
-			}
-		case jobs.Mined:
-			errs = append(errs, t.confirm(ctx, j, head, canon))
-		case jobs.Confirmed, jobs.Failed, jobs.Cancelled:
-			// Its nonce is used (by its tx, a cancellation or a gap fill).
-			delete(t.checked, j.ID)
-			errs = append(errs, t.a.Nonces.Release(ctx, j.ID))
+		if u.job.Status == jobs.Submitted && !hasReceipt(u.job, receipts) {
+			errs = append(errs, t.foreign(ctx, head.Number.Uint64(), u))
+			continue
 		}
-		// A queued job whose bound nonce is used was never signed: its send
-		// task will sign at that nonce, be told "nonce too low", and come
-		// back here as submitted.
+		wg.Add(1)
+		sem <- struct{}{}
+		go func() {
+			defer func() { <-sem; wg.Done() }()
+			err := t.settle(ctx, u.job, head, receipts, canon)
+			mu.Lock()
+			errs = append(errs, err)
+			settled = append(settled, u.job.ID)
+			mu.Unlock()
+		}()
+	}
+	wg.Wait()
+	for _, id := range settled {
+		delete(t.missing, id)
 	}
 	return errors.Join(errs...)
+}
+
+// trackParallel bounds the jobs one tracker settles at once.
+const trackParallel = 16
+
+// settle moves a job whose nonce the chain has used and whose fate is known
+// (a receipt of one of its hashes, or its status) forward: mined, confirmed,
+// or its nonce released. A queued job whose bound nonce is used was never
+// signed: its send task will sign at that nonce, be told "nonce too low",
+// and come back here as submitted.
+func (t *Tracker) settle(ctx context.Context, j *jobs.Job, head *types.Header, receipts map[common.Hash]*types.Receipt, canon *canonCache) error {
+	switch j.Status {
+	case jobs.Submitted:
+		if _, err := t.mined(ctx, j, receipts); err != nil {
+			return err
+		}
+		if j.Status == jobs.Mined {
+			return t.confirm(ctx, j, head, canon)
+		}
+	case jobs.Mined:
+		return t.confirm(ctx, j, head, canon)
+	case jobs.Confirmed, jobs.Failed, jobs.Cancelled:
+		// Its nonce is used (by its tx, a cancellation or a gap fill).
+		return t.a.Nonces.Release(ctx, j.ID)
+	}
+	return nil
+}
+
+func hasReceipt(j *jobs.Job, receipts map[common.Hash]*types.Receipt) bool {
+	for _, at := range j.Attempts {
+		if receipts[common.HexToHash(at.Hash)] != nil {
+			return true
+		}
+	}
+	return false
+}
+
+// canonCache holds the canonical block hashes one tick has looked up.
+type canonCache struct {
+	mu sync.Mutex
+	m  map[uint64]common.Hash
+}
+
+func (c *canonCache) hash(ctx context.Context, b txmgr.Backend, n uint64) (common.Hash, error) {
+	c.mu.Lock()
+	h, ok := c.m[n]
+	c.mu.Unlock()
+	if ok {
+		return h, nil
+	}
+	hd, err := b.HeaderByNumber(ctx, new(big.Int).SetUint64(n))
+	if err != nil {
+		return common.Hash{}, err
+	}
+	c.mu.Lock()
+	c.m[n] = hd.Hash()
+	c.mu.Unlock()
+	return hd.Hash(), nil
 }
 
 // mined moves a submitted job whose transaction (any of its attempts) has a
@@ -234,6 +305,7 @@ func (t *Tracker) mined(ctx context.Context, j *jobs.Job, receipts map[common.Ha
 			return true, err
 		}
 		j.Status = jobs.Cancelled
+		t.w.cfg.Metrics.Finished(jobs.Cancelled, len(j.Attempts), nil)
 		return true, t.a.Nonces.Release(ctx, j.ID)
 	}
 	if r.Status == types.ReceiptStatusSuccessful {
@@ -243,6 +315,7 @@ func (t *Tracker) mined(ctx context.Context, j *jobs.Job, receipts map[common.Ha
 		j.Status, j.BlockHash = jobs.Mined, r.BlockHash.Hex()
 		bn := r.BlockNumber.Uint64()
 		j.BlockNumber = &bn
+		t.w.cfg.Metrics.Stage(metrics.StageMined, j.CreatedAt)
 		return true, nil
 	}
 	jerr := jobs.Error{Code: jobs.ErrCodeRevertedOnChain, Message: "transaction reverted on chain"}
@@ -260,6 +333,7 @@ func (t *Tracker) mined(ctx context.Context, j *jobs.Job, receipts map[common.Ha
 		return true, err
 	}
 	j.Status = jobs.Failed
+	t.w.cfg.Metrics.Finished(jobs.Failed, len(j.Attempts), nil)
 	return true, t.a.Nonces.Release(ctx, j.ID)
 }
 
@@ -400,6 +474,7 @@ func (t *Tracker) trackPending(ctx context.Context, head uint64, pending []track
 			// Dropped from the pool (or never broadcast: a crash after the
 			// write-ahead). The persisted bytes go out again.
 			t.w.log.Info("pending transaction unknown to the node; re-broadcasting", "job_id", c.job.ID, "nonce", c.nonce)
+			t.w.cfg.Metrics.Rebroadcast(metrics.RebroadcastDropped)
 			errs = append(errs, t.send(ctx, c.job.ID, c.job.Raw))
 		}
 	}
@@ -529,6 +604,7 @@ func (t *Tracker) replace(ctx context.Context, j *jobs.Job, n, gas uint64, fees 
 		return err
 	}
 	t.checked[j.ID] = fees.Head
+	t.w.cfg.Metrics.Replaced(kind)
 	t.w.crashPoint("after_replace_persist")
 	return t.send(ctx, j.ID, hexutil.Encode(raw))
 }
@@ -559,7 +635,7 @@ func (t *Tracker) send(ctx context.Context, id, raw string) error {
 // confirm moves a mined job to confirmed once its block is deep enough and
 // still canonical; a block that left the canonical chain sends the job back
 // to submitted.
-func (t *Tracker) confirm(ctx context.Context, j *jobs.Job, head *types.Header, canon map[uint64]common.Hash) error {
+func (t *Tracker) confirm(ctx context.Context, j *jobs.Job, head *types.Header, canon *canonCache) error {
 	if j.BlockNumber == nil {
 		return nil
 	}
@@ -568,14 +644,9 @@ func (t *Tracker) confirm(ctx context.Context, j *jobs.Job, head *types.Header, 
 	if head.Number.Uint64()+1 < bn+confs {
 		return nil
 	}
-	h, ok := canon[bn]
-	if !ok {
-		hd, err := t.w.cfg.Backend.HeaderByNumber(ctx, new(big.Int).SetUint64(bn))
-		if err != nil {
-			return err
-		}
-		h = hd.Hash()
-		canon[bn] = h
+	h, err := canon.hash(ctx, t.w.cfg.Backend, bn)
+	if err != nil {
+		return err
 	}
 	if h != common.HexToHash(j.BlockHash) {
 		return t.reorged(ctx, j)
@@ -583,6 +654,8 @@ func (t *Tracker) confirm(ctx context.Context, j *jobs.Job, head *types.Header, 
 	if err := t.w.store.TransitionIf(ctx, j.ID, jobs.Mined, jobs.Confirmed, "", nil, nil); err != nil {
 		return err
 	}
+	t.w.cfg.Metrics.Finished(jobs.Confirmed, len(j.Attempts), nil)
+	t.w.cfg.Metrics.Stage(metrics.StageConfirmed, j.CreatedAt)
 	return t.a.Nonces.Release(ctx, j.ID)
 }
 

@@ -22,6 +22,7 @@ import (
 	"github.com/redis/go-redis/v9"
 
 	"github.com/relayq/relayq/jobs"
+	"github.com/relayq/relayq/metrics"
 	"github.com/relayq/relayq/nonce"
 	"github.com/relayq/relayq/signer"
 	"github.com/relayq/relayq/tasks"
@@ -53,10 +54,16 @@ type Config struct {
 	// "after_replace_persist" (a fee bump, cancel or gap fill written but
 	// not yet broadcast).
 	CrashAt string
+	// ShutdownTimeout is how long, once Run's context ends, in-flight
+	// handlers and the trackers' current ticks may run before Asynq puts
+	// the unfinished tasks back on the queue (default 10s).
+	ShutdownTimeout time.Duration
 	// ErrorABI decodes custom errors in revert reasons (nil: they show as
 	// "custom error 0x…" with their selector).
 	ErrorABI *abi.ABI
 	Log      *slog.Logger
+	Webhook  WebhookConfig    // webhook delivery (see worker/webhook.go)
+	Metrics  *metrics.Metrics // nil: none; give Backend through txmgr.Observed to count RPC calls
 }
 
 // Account is one signer with its nonce allocator.
@@ -64,6 +71,7 @@ type Account struct {
 	Signer signer.Signer
 	Nonces *nonce.Allocator
 	paused atomic.Bool // mirrors the allocator's paused flag, to skip a write per send
+	comb   combiner    // groups concurrent sends (see batch.go)
 }
 
 // pause records that the signer cannot pay (insufficient funds), renewing
@@ -91,6 +99,7 @@ type Worker struct {
 	inspector *asynq.Inspector
 	log       *slog.Logger
 	registry  *nonce.Registry
+	hooks     webhooks // the webhook client, made on first use
 }
 
 // New connects the worker to the chain: it reads the chain id and
@@ -116,6 +125,9 @@ func New(ctx context.Context, cfg Config) (*Worker, error) {
 	}
 	if cfg.ForeignAfterBlocks == 0 {
 		cfg.ForeignAfterBlocks = 3
+	}
+	if cfg.ShutdownTimeout <= 0 {
+		cfg.ShutdownTimeout = 10 * time.Second
 	}
 	id, err := cfg.Backend.ChainID(ctx)
 	if err != nil {
@@ -185,6 +197,7 @@ func (w *Worker) reconcile(ctx context.Context, a *Account) error {
 func (w *Worker) Handler() asynq.Handler {
 	mux := asynq.NewServeMux()
 	mux.HandleFunc(tasks.TypeSend, w.HandleSendTask)
+	mux.HandleFunc(tasks.TypeWebhookDeliver, w.HandleWebhookTask)
 	return mux
 }
 
@@ -200,17 +213,25 @@ func (w *Worker) Run(ctx context.Context) error {
 		IsFailure:       IsFailure,
 		ErrorHandler:    asynq.ErrorHandlerFunc(w.handleTaskError),
 		Logger:          asynqLogger{w.log},
-		ShutdownTimeout: 10 * time.Second,
+		ShutdownTimeout: w.cfg.ShutdownTimeout,
+		// Asynq sleeps this long whenever it finds the queues empty (1 s by
+		// default): the first job after a quiet spell would wait for it.
+		// A dequeue is one cheap script, so 20 a second when idle is noise.
+		TaskCheckInterval: 50 * time.Millisecond,
 	})
 	if err := srv.Start(w.Handler()); err != nil {
 		return fmt.Errorf("worker: start asynq server: %w", err)
 	}
+	// Trackers stop taking ticks when ctx ends; the tick in progress runs on
+	// under work, which ends at the drain deadline.
+	work, endWork := context.WithCancel(context.WithoutCancel(ctx))
+	defer endWork()
 	var wg sync.WaitGroup
 	for _, addr := range w.order {
 		wg.Add(1)
 		go func(a *Account) {
 			defer wg.Done()
-			NewTracker(w, a).Run(ctx)
+			NewTracker(w, a).Run(ctx, work)
 		}(w.accounts[addr])
 	}
 	wg.Add(1)
@@ -218,7 +239,16 @@ func (w *Worker) Run(ctx context.Context) error {
 		defer wg.Done()
 		w.runSweeper(ctx)
 	}()
+	wg.Add(1)
+	go func() {
+		defer wg.Done()
+		w.runWebhooks(ctx) // its own Asynq server and the outbox dispatcher
+	}()
 	<-ctx.Done()
+	// Stop taking tasks; in-flight handlers get ShutdownTimeout, then Asynq
+	// puts the unfinished ones back on the queue.
+	drain := time.AfterFunc(w.cfg.ShutdownTimeout, endWork)
+	defer drain.Stop()
 	srv.Shutdown()
 	wg.Wait()
 	return nil
@@ -245,6 +275,7 @@ func (w *Worker) handleTaskError(ctx context.Context, t *asynq.Task, err error) 
 	// submitted may still be mined, and the tracker owns it.
 	terr := w.store.TransitionIf(context.WithoutCancel(ctx), p.JobID, jobs.Queued, jobs.Failed, "send task gave up",
 		jobs.Fields{"error", jobs.ErrorField(jobs.Error{Code: jobs.ErrCodeRetriesExhausted, Message: err.Error()})}, nil)
+	w.cfg.Metrics.Finished(jobs.Failed, 0, terr)
 	var bad *jobs.BadTransitionError
 	if terr != nil && !errors.As(terr, &bad) {
 		w.log.Error("fail job after last retry", "job_id", p.JobID, "err", terr)

@@ -2,10 +2,13 @@ package main
 
 import (
 	"context"
+	"crypto/rand"
+	"encoding/hex"
 	"errors"
 	"fmt"
 	"io"
 	"net"
+	"net/netip"
 	"strings"
 	"time"
 
@@ -41,6 +44,9 @@ func runDev(ctx context.Context, getenv func(string) string, stdout, stderr io.W
 		"RELAYQ_POLL_INTERVAL":    "250ms",
 		"RELAYQ_SWEEP_AFTER":      "10s",
 	}
+	// Webhooks work out of the box: a fresh secret, and local receivers.
+	env["RELAYQ_WEBHOOK_SECRET"] = randomHex(32)
+	env["RELAYQ_WEBHOOK_ALLOW_CIDRS"] = "127.0.0.0/8,::1"
 	redisNote := ""
 	if getenv("REDIS_URL") == "" {
 		mr := miniredis.NewMiniRedis()
@@ -85,6 +91,11 @@ func runDev(ctx context.Context, getenv func(string) string, stdout, stderr io.W
 
 	signerAddr := crypto.PubkeyToAddress(chain.Keys()[0].PublicKey)
 	base := "http://" + cfg.Listen
+	// The CLI reads RELAYQ_API_KEY itself; it needs --api only off the default.
+	cliAPI := ""
+	if base != defaultAPIURL {
+		cliAPI = " --api " + base
+	}
 	auth := ""
 	if len(cfg.APIKeys) > 0 {
 		auth = ` -H "Authorization: Bearer $RELAYQ_API_KEY"`
@@ -98,16 +109,46 @@ func runDev(ctx context.Context, getenv func(string) string, stdout, stderr io.W
   monitor:    %s/monitor/
   readiness:  %s/readyz
 
-Submit a job (calls Counter.increment()):
+Submit a job (calls Counter.increment()) and follow it to "confirmed", from
+another terminal in this checkout (or with relayq submit from a built binary):
+
+  go run ./cmd/relayq submit%s --to %s --function 'increment()' --wait
+
+or with curl:
 
   curl -s -X POST %s/v1/jobs%s -H 'Content-Type: application/json' \
     -d '{"to":"%s","function":"increment()"}'
 
-then poll the URL in its Location header (GET /v1/jobs/<id>) until "status" is "confirmed".
+then poll the URL in its Location header (GET /v1/jobs/<id>) until "status" is
+"confirmed", or run: go run ./cmd/relayq status%s <id> --wait
 
 `, chain.URL(), devchain.ChainID, signerAddr.Hex(), counter.Hex(), redactURL(cfg.RedisURL), redisNote,
-		base, base, base, base, auth, counter.Hex())
+		base, base, base, cliAPI, counter.Hex(), base, auth, counter.Hex(), cliAPI)
+	fmt.Fprintf(stdout, `Webhooks: a job may carry "webhook_url" (allowed here: %s);
+deliveries are signed with (see docs/webhooks.md to verify them)
+
+  RELAYQ_WEBHOOK_SECRET=%s
+
+`, allowedList(cfg.WebhookAllow), cfg.WebhookSecret)
 	return serve(ctx, config.RoleServe, cfg, newLogger(stderr, cfg.LogLevel), stdout)
+}
+
+// randomHex returns n random bytes in hex.
+func randomHex(n int) string {
+	b := make([]byte, n)
+	_, _ = rand.Read(b) // crypto/rand.Read never fails
+	return hex.EncodeToString(b)
+}
+
+func allowedList(ps []netip.Prefix) string {
+	if len(ps) == 0 {
+		return "public addresses only"
+	}
+	s := make([]string, len(ps))
+	for i, p := range ps {
+		s[i] = p.String()
+	}
+	return "public addresses and " + strings.Join(s, ", ")
 }
 
 // redactURL hides a password in a Redis URL.

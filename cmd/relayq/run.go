@@ -32,12 +32,24 @@ Usage:
   relayq serve     run the API and a worker in one process
   relayq api       run the HTTP API
   relayq worker    run a worker (signs, submits, tracks)
+  relayq submit --to ADDRESS --function SIG [--args JSON] [--wait] [flags]
+                   submit a job to a running API and print its id
+  relayq status ID [--wait] [--timeout 5m] [--json]
+                   show a job; --wait follows it to the end (exit 0
+                   confirmed, 3 failed, 4 cancelled, 5 timeout); both take
+                   --api URL (RELAYQ_API_URL) and --key (RELAYQ_API_KEY);
+                   -h for all flags
   relayq healthcheck [URL]
                    exit 0 if URL answers 200, or (no URL) if Redis and
                    the node answer: for container health checks
+  relayq bench [flags]
+                   measure the node's limit, relayq end to end and a naive
+                   loop in one run (needs anvil and redis-server; -h for flags)
   relayq help      show this
 
-Configuration is by environment; see README.md (Configuration).
+Configuration is by environment; see README.md (Configuration). A server
+stops gracefully on SIGTERM or SIGINT within RELAYQ_SHUTDOWN_TIMEOUT; a
+second signal makes it exit at once.
 `
 
 // run is the whole program; main only wires it to the process.
@@ -57,6 +69,12 @@ func run(ctx context.Context, args []string, getenv func(string) string, stdout,
 		return runServer(ctx, config.RoleWorker, getenv, stdout, stderr)
 	case "healthcheck":
 		return runHealthcheck(ctx, args[2:], getenv, stdout)
+	case "submit":
+		return runSubmit(ctx, args[2:], getenv, stdout, stderr)
+	case "status":
+		return runStatus(ctx, args[2:], getenv, stdout, stderr)
+	case "bench":
+		return runBench(ctx, args[2:], stdout, stderr)
 	case "help", "-h", "--help":
 		fmt.Fprint(stdout, usage)
 		return nil
@@ -89,8 +107,20 @@ func serve(ctx context.Context, role config.Role, cfg config.Config, log *slog.L
 	if err != nil {
 		return fmt.Errorf("REDIS_URL: %w", err)
 	}
+	if !strings.Contains(cfg.RedisURL, "pool_size=") {
+		// go-redis keeps 10 connections per CPU; every worker handler (and
+		// Asynq's own loops) may hold one at once.
+		ropt.PoolSize = max(ropt.PoolSize, cfg.Concurrency+32)
+	}
 	rdb := redis.NewClient(ropt)
-	defer rdb.Close()
+	// An abandoned shutdown (see below) leaves the client open: Asynq's
+	// goroutines still running would panic on a closed one.
+	abandoned := false
+	defer func() {
+		if !abandoned {
+			rdb.Close()
+		}
+	}()
 	// The monitor opens connections of its own, from the same URL.
 	connOpt, err := asynq.ParseRedisURI(cfg.RedisURL)
 	if err != nil {
@@ -116,19 +146,24 @@ func serve(ctx context.Context, role config.Role, cfg config.Config, log *slog.L
 			return err
 		}
 	}
+	m, backend := instrument(cfg, rdb, node, chainID, signers, log)
 	var wg sync.WaitGroup
 	errc := make(chan error, 2)
 	runCtx, stop := context.WithCancel(ctx)
 	defer stop()
 	if role&config.RoleWorker != 0 {
 		w, err := worker.New(startCtx, worker.Config{
-			Redis: rdb, Prefix: cfg.Prefix, Backend: node, Signers: signers,
+			Redis: rdb, Prefix: cfg.Prefix, Backend: backend, Signers: signers, Metrics: m,
 			Concurrency: cfg.Concurrency, PollInterval: cfg.PollInterval, SweepAfter: cfg.SweepAfter,
 			MaxFeePerGas: new(big.Int).SetUint64(cfg.MaxFeePerGasWei), Log: log,
 			CrashAt: cfg.TestCrashAt, StuckBlocks: cfg.StuckBlocks, BumpPercent: int(cfg.BumpPercent),
+			Webhook: worker.WebhookConfig{Secret: cfg.WebhookSecret, Allow: cfg.WebhookAllow},
 			// Custom errors of the sample contract decode by name until
 			// contracts can be registered with their ABIs.
 			ErrorABI: &contract.ABI,
+			// In-flight handlers get the drain time; the rest of the
+			// shutdown bound is for handing unfinished tasks back.
+			ShutdownTimeout: cfg.DrainTimeout(),
 		})
 		if err != nil {
 			return err
@@ -143,8 +178,10 @@ func serve(ctx context.Context, role config.Role, cfg config.Config, log *slog.L
 	}
 	if role&config.RoleAPI != 0 {
 		srv, err := api.New(startCtx, api.Config{
-			Redis: rdb, RedisConnOpt: connOpt, Prefix: cfg.Prefix, Node: node, APIKeys: cfg.APIKeys,
+			Redis: rdb, RedisConnOpt: connOpt, Prefix: cfg.Prefix, Node: backend, APIKeys: cfg.APIKeys, Metrics: m,
 			Signers: signer.Addresses(signers), Confirmations: cfg.Confirmations, MonitorWrite: cfg.MonitorWrite, Log: log,
+			WebhookSecret: cfg.WebhookSecret, WebhookAllow: cfg.WebhookAllow,
+			RateLimit: float64(cfg.RateLimit), RateBurst: int(cfg.RateBurst), RequestTimeout: cfg.RequestTimeout,
 		})
 		if err != nil {
 			return err
@@ -162,21 +199,41 @@ func serve(ctx context.Context, role config.Role, cfg config.Config, log *slog.L
 				errc <- fmt.Errorf("http: %w", err)
 			}
 		}()
+		wg.Add(1)
 		go func() {
+			defer wg.Done()
 			<-runCtx.Done()
-			sctx, cancel := context.WithTimeout(context.WithoutCancel(runCtx), 10*time.Second)
+			began := time.Now()
+			// Shutdown stops accepting at once and waits for the requests in
+			// flight; past the drain time their connections are closed.
+			sctx, cancel := context.WithTimeout(context.WithoutCancel(runCtx), cfg.DrainTimeout())
 			defer cancel()
-			_ = hs.Shutdown(sctx)
+			if err := hs.Shutdown(sctx); err != nil {
+				log.Warn("api: requests still running at the drain deadline; closing their connections", "err", err)
+				_ = hs.Close()
+			}
+			log.Info("api stopped", "took", time.Since(began).String())
 		}()
 		log.Info("api listening", "addr", l.Addr().String(), "chain_id", chainID, "auth", len(cfg.APIKeys) > 0)
 		fmt.Fprintf(stdout, "relayq API listening on http://%s\n", l.Addr())
 	}
+	serveMetrics(runCtx, &wg, errc, cfg.MetricsListen, m, log, stdout)
+	servePprof(runCtx, cfg.PprofListen, log)
 	var first error
 	select {
 	case <-ctx.Done():
 	case first = <-errc:
 	}
+	began := time.Now()
+	log.Info("shutting down", "timeout", cfg.ShutdownTimeout.String(), "drain", cfg.DrainTimeout().String())
 	stop()
-	wg.Wait()
+	// Whatever still hangs at nine tenths of the bound is abandoned, so the
+	// process exits within RELAYQ_SHUTDOWN_TIMEOUT.
+	if err := waitWithin(&wg, cfg.ShutdownTimeout-cfg.ShutdownTimeout/10); err != nil {
+		log.Error("shutdown timed out", "timeout", cfg.ShutdownTimeout.String(), "err", err)
+		abandoned = true
+		return errors.Join(first, err)
+	}
+	log.Info("stopped", "took", time.Since(began).String())
 	return first
 }

@@ -245,3 +245,15 @@ func (n *AnvilNode) call(ctx context.Context, method string, params ...any) (jso
 	}
 	return answer.Result, nil
 }
+
+// AnvilBinary returns the path of the anvil binary the tests use ($ANVIL_BIN,
+// <repo>/.tools, PATH), failing the test with the install hint when there is
+// none: for tests that hand it to a program that starts anvil itself.
+func AnvilBinary(t testing.TB) string {
+	t.Helper()
+	bin, err := anvilBinary()
+	if err != nil {
+		t.Fatalf("testenv: %v; %s", err, installHint)
+	}
+	return bin
+}

@@ -1,0 +1,76 @@
+package bench_test
+
+import (
+	"bytes"
+	"context"
+	"image/png"
+	"os"
+	"path/filepath"
+	"testing"
+	"time"
+
+	"github.com/stretchr/testify/require"
+
+	"github.com/relayq/relayq/internal/bench"
+	"github.com/relayq/relayq/internal/testenv"
+)
+
+// A small run of every scenario: the bench starts its own anvil nodes,
+// redis-servers and relayq processes, every job is mined, the table has a
+// row per scenario with a ratio to the raw limit, and the chart is a PNG.
+// It checks that the measuring works, not how fast anything is.
+func TestBenchRunsEveryScenario(t *testing.T) {
+	t.Parallel()
+	dir := t.TempDir()
+	var out, log bytes.Buffer
+	o := bench.Options{
+		Jobs: 30, NaiveJobs: 2, Signers: 2, Clients: 4, APIJobs: 50,
+		Chart: filepath.Join(dir, "bench.png"), Dir: filepath.Join(dir, "run"),
+		AnvilBin: testenv.AnvilBinary(t), RelayqBin: testenv.RelayqBinary(t),
+		Timeout: 2 * time.Minute, Out: &out, Log: &log,
+	}
+	rep, err := bench.Run(context.Background(), o)
+	require.NoError(t, err, "log:\n%s", log.String())
+
+	require.NotNil(t, rep.Raw)
+	require.Equal(t, 30, rep.Raw.Jobs)
+	require.Positive(t, rep.Raw.Rate())
+	require.Len(t, rep.Results, 5)
+	for _, r := range rep.Results[:2] {
+		require.Positive(t, r.Rate(), r.Name)
+		require.Len(t, r.Accept, r.Jobs, r.Name)
+		require.Len(t, r.Mined, r.Jobs, "%s: every job has a mined stamp", r.Name)
+		require.Len(t, r.Broadcast, r.Jobs, r.Name)
+		require.Equal(t, r.Jobs, r.Attempts, "%s: one signed transaction per job", r.Name)
+		// Estimate and send at least, per job; a receipt batch covers many.
+		require.GreaterOrEqual(t, r.RPCMethods["eth_sendRawTransaction"], r.Jobs, r.Name)
+		require.GreaterOrEqual(t, r.RPCMethods["eth_estimateGas"], r.Jobs, r.Name)
+		require.Positive(t, r.RedisOps, r.Name)
+		require.Positive(t, r.PeakRSS, r.Name)
+	}
+	naive := rep.Results[2]
+	require.Equal(t, "naive loop", naive.Name)
+	require.Len(t, naive.Mined, 2)
+	for i, want := range []int{50, 5000} {
+		r := rep.Results[3+i]
+		require.True(t, r.NoRatio, r.Name)
+		require.Equal(t, want, r.Jobs, r.Name)
+		require.Len(t, r.Accept, want, r.Name)
+		for _, d := range r.Accept {
+			require.Positive(t, d, "%s: every request answered", r.Name)
+		}
+	}
+	require.Equal(t, "API alone, 1,000/s", rep.Results[4].Name)
+
+	table := out.String()
+	for _, want := range []string{"raw node limit", "relayq, 1 signer", "relayq, 2 signers", "naive loop", "API alone, flat out", "× raw", "rpc/job"} {
+		require.Contains(t, table, want)
+	}
+
+	f, err := os.Open(o.Chart)
+	require.NoError(t, err)
+	defer f.Close()
+	img, err := png.Decode(f)
+	require.NoError(t, err)
+	require.Greater(t, img.Bounds().Dx(), 500)
+}

@@ -1,0 +1,51 @@
+package nonce_test
+
+import (
+	"context"
+	"errors"
+	"testing"
+
+	"github.com/stretchr/testify/require"
+
+	"github.com/relayq/relayq/nonce"
+)
+
+// ReserveMany hands out contiguous nonces in order, gives a job that holds
+// one the same nonce back, skips jobs that are not queued, and refuses to
+// start before a reconcile.
+func TestReserveMany(t *testing.T) {
+	t.Parallel()
+	a, rdb := setup(t)
+	ctx := context.Background()
+	k1, k2, k3 := queuedJob(t, rdb, "m1"), queuedJob(t, rdb, "m2"), queuedJob(t, rdb, "m3")
+	_, err := a.ReserveMany(ctx, []string{"m1"}, []string{k1})
+	require.ErrorIs(t, err, nonce.ErrNotInitialized)
+
+	_, err = a.Reconcile(ctx, 7)
+	require.NoError(t, err)
+	n1, err := a.Reserve(ctx, "m1", k1)
+	require.NoError(t, err)
+	require.Equal(t, uint64(7), n1)
+	require.NoError(t, rdb.HSet(ctx, k3, "status", "cancelled").Err())
+
+	k4 := queuedJob(t, rdb, "m4")
+	res, err := a.ReserveMany(ctx, []string{"m2", "m1", "m3", "m4"}, []string{k2, k1, k3, k4})
+	require.NoError(t, err)
+	require.Equal(t, []nonce.Reservation{{Nonce: 8}, {Nonce: 7}, {Err: nonce.ErrNotQueued}, {Nonce: 9}}, res)
+	require.True(t, errors.Is(res[2].Err, nonce.ErrNotQueued))
+
+	next, ok, err := a.Next(ctx)
+	require.NoError(t, err)
+	require.True(t, ok)
+	require.Equal(t, uint64(10), next)
+	from, err := rdb.HGet(ctx, k4, "from").Result()
+	require.NoError(t, err)
+	require.Equal(t, signer.Hex(), from)
+	n, bound, err := a.Bound(ctx, "m4")
+	require.NoError(t, err)
+	require.True(t, bound)
+	require.Equal(t, uint64(9), n)
+
+	_, err = a.ReserveMany(ctx, []string{"x"}, nil)
+	require.Error(t, err)
+}

@@ -1,0 +1,174 @@
+package worker
+
+import (
+	"context"
+	"errors"
+	"fmt"
+	"sync"
+	"time"
+
+	"github.com/ethereum/go-ethereum/common/hexutil"
+	"github.com/ethereum/go-ethereum/core/types"
+
+	"github.com/relayq/relayq/jobs"
+	"github.com/relayq/relayq/nonce"
+	"github.com/relayq/relayq/txmgr"
+)
+
+// The send path groups the jobs that concurrent handlers bring to the same
+// signer: one script reserves their nonces, their signed transactions are
+// persisted together, and one JSON-RPC batch broadcasts them, in nonce
+// order. Each job stays its own Asynq task and its own record, and each step
+// is the one the single-job path took (reserve → sign → persist → broadcast),
+// so the write-ahead rule and the crash recovery are unchanged. A batch
+// forms only while an earlier one is in flight: with no load, a job goes out
+// alone and waits for nobody.
+
+// maxSendBatch bounds the jobs of one batch.
+const maxSendBatch = 256
+
+// sendBatchTimeout bounds one batch's Redis and RPC work. It does not
+// depend on any one task's context, since the batch serves many.
+const sendBatchTimeout = 30 * time.Second
+
+// errFollow tells a handler that its job moved on while it waited (another
+// run of its task got further): load it again and do what its status says.
+var errFollow = errors.New("job moved on; follow it")
+
+// sendReq is one job waiting for its batch.
+type sendReq struct {
+	j    *jobs.Job
+	call txmgr.Call
+	gas  uint64
+	fees txmgr.Fees
+	done chan error // buffered: the batch never waits for a handler
+}
+
+// combiner collects an account's send requests; at most one batch of an
+// account runs at a time, which also keeps its broadcasts in nonce order.
+type combiner struct {
+	mu      sync.Mutex
+	pending []*sendReq
+	running bool
+}
+
+// sendBatched hands r to a's combiner and waits for its outcome. A handler
+// whose context ends stops waiting; its job still goes through the batch,
+// and the task's retry finds it submitted.
+func (w *Worker) sendBatched(ctx context.Context, a *Account, r *sendReq) error {
+	c := &a.comb
+	c.mu.Lock()
+	c.pending = append(c.pending, r)
+	if !c.running {
+		c.running = true
+		go w.lead(a)
+	}
+	c.mu.Unlock()
+	select {
+	case err := <-r.done:
+		return err
+	case <-ctx.Done():
+		return ctx.Err()
+	}
+}
+
+// lead runs batches for a until nothing is pending.
+func (w *Worker) lead(a *Account) {
+	c := &a.comb
+	for {
+		c.mu.Lock()
+		n := min(len(c.pending), maxSendBatch)
+		if n == 0 {
+			c.running = false
+			c.pending = nil
+			c.mu.Unlock()
+			return
+		}
+		batch := make([]*sendReq, n)
+		copy(batch, c.pending)
+		c.pending = c.pending[n:]
+		c.mu.Unlock()
+		ctx, cancel := context.WithTimeout(context.Background(), sendBatchTimeout)
+		w.sendBatch(ctx, a, batch)
+		cancel()
+	}
+}
+
+// sendBatch reserves, signs, persists and broadcasts the jobs of batch, and
+// answers each request.
+func (w *Worker) sendBatch(ctx context.Context, a *Account, batch []*sendReq) {
+	ids := make([]string, len(batch))
+	keys := make([]string, len(batch))
+	for i, r := range batch {
+		ids[i], keys[i] = r.j.ID, w.store.JobKey(r.j.ID)
+	}
+	res, err := a.Nonces.ReserveMany(ctx, ids, keys)
+	if errors.Is(err, nonce.ErrNotInitialized) {
+		if err = w.reconcile(ctx, a); err == nil {
+			res, err = a.Nonces.ReserveMany(ctx, ids, keys)
+		}
+	}
+	if err != nil {
+		for _, r := range batch {
+			r.done <- fmt.Errorf("job %s: %w", r.j.ID, err)
+		}
+		return
+	}
+	w.crashPoint("after_reserve")
+
+	type signed struct {
+		r   *sendReq
+		tx  *types.Transaction
+		raw []byte
+		err error
+	}
+	var out []*signed
+	for i, r := range batch {
+		if res[i].Err != nil {
+			r.done <- errFollow // not queued any more: another run got further
+			continue
+		}
+		tx, raw, err := txmgr.Sign(a.Signer, w.chainID, res[i].Nonce, r.gas, r.fees, r.call)
+		if err != nil {
+			r.done <- fmt.Errorf("job %s: %w", r.j.ID, err)
+			continue
+		}
+		out = append(out, &signed{r: r, tx: tx, raw: raw})
+	}
+
+	// Write-ahead: the signed bytes are durable before any node sees them.
+	steps := make([]jobs.Step, len(out))
+	for i, s := range out {
+		steps[i] = jobs.Step{ID: s.r.j.ID, From: jobs.Queued, To: jobs.Submitted, Note: "signed",
+			Fields:  jobs.Fields{"from", s.r.call.From.Hex(), "nonce", s.tx.Nonce(), "gas", s.tx.Gas(), "tx_hash", s.tx.Hash().Hex(), "raw", hexutil.Encode(s.raw)},
+			Attempt: newAttempt(s.tx, jobs.KindOriginal, s.r.fees.Head)}
+	}
+	for i, err := range w.store.TransitionMany(ctx, steps) {
+		out[i].err = err
+	}
+	var txs []*types.Transaction
+	var sent []*signed
+	for _, s := range out {
+		var bad *jobs.BadTransitionError
+		switch {
+		case errors.As(s.err, &bad):
+			// A concurrent run of this task persisted its own signature of
+			// the same nonce first; ours is discarded unbroadcast.
+			s.r.done <- errFollow
+		case s.err != nil:
+			s.r.done <- fmt.Errorf("job %s: persist signed tx: %w", s.r.j.ID, s.err)
+		default:
+			w.log.Debug("signed", "job_id", s.r.j.ID, "nonce", s.tx.Nonce(), "tx_hash", s.tx.Hash().Hex())
+			txs, sent = append(txs, s.tx), append(sent, s)
+		}
+	}
+	if len(sent) == 0 {
+		return
+	}
+	w.crashPoint("after_persist")
+	errs := txmgr.SendAll(ctx, w.cfg.Backend, txs)
+	w.crashPoint("after_broadcast")
+	for i, s := range sent {
+		s.r.done <- w.broadcastResult(ctx, a, s.r.j.ID, s.tx, errs[i])
+	}
+}
