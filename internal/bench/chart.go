@@ -46,7 +46,7 @@ func (p *panel) frame() {
 	}
 	label(p.img, p.x0, p.y0-8, p.title)
 	label(p.img, p.x0+p.w-len(p.xl)*7, p.y0+p.h+16, p.xl)
-	label(p.img, p.x0-4-len(p.ylb)*7, p.y0+10, p.ylb)
+	label(p.img, p.x0-4-len(p.ylb)*7, p.y0+34, p.ylb)
 	label(p.img, p.x0-10, p.y0+p.h+4, "0")
 	xmax := fmt.Sprintf("%.3g", p.xmax)
 	label(p.img, p.x0+p.w-len(xmax)*7/2, p.y0+p.h+30, xmax)
@@ -101,10 +101,10 @@ func rateSeries(pts []point, width float64) [][2]float64 {
 		buckets[int(p.At.Seconds()/width)] += float64(p.Done - prev)
 		prev = p.Done
 	}
-	out := make([][2]float64, 0, n+1)
-	out = append(out, [2]float64{0, 0})
+	// A step per bucket: its rate from its start to its end.
+	out := make([][2]float64, 0, 2*n)
 	for i, b := range buckets {
-		out = append(out, [2]float64{float64(i+1) * width, b / width})
+		out = append(out, [2]float64{float64(i) * width, b / width}, [2]float64{float64(i+1) * width, b / width})
 	}
 	return out
 }
@@ -128,8 +128,8 @@ func (rep *Report) Chart(path string) error {
 		}
 	}
 	width := math.Max(float64(rep.Options.BlockTime), 0.25)
-	top := &panel{img: img, x0: 90, y0: 60, w: 820, h: 280, title: "throughput: mined per second", xl: "seconds since first send/POST", ylb: "tx/s"}
-	bottom := &panel{img: img, x0: 90, y0: 420, w: 820, h: 280, title: "latency: accept -> mined, by time mined", xl: "seconds since first POST", ylb: "s"}
+	top := &panel{img: img, x0: 90, y0: 60, w: 740, h: 280, title: "throughput: mined per second", xl: "seconds since first send/POST", ylb: "tx/s"}
+	bottom := &panel{img: img, x0: 90, y0: 420, w: 740, h: 280, title: "latency: accept -> mined, by time mined", xl: "seconds since first POST", ylb: "s"}
 	for _, r := range series {
 		for _, pt := range rateSeries(r.Progress, width) {
 			top.xmax = math.Max(top.xmax, pt[0])
@@ -165,11 +165,11 @@ func (rep *Report) Chart(path string) error {
 			}
 		}
 		ly := 80 + 18*i
-		for x := 930; x < 950; x++ {
+		for x := 850; x < 870; x++ {
 			img.Set(x, ly-4, c)
 			img.Set(x, ly-3, c)
 		}
-		label(img, 955, ly, fmt.Sprintf("%s %.0f/s", r.Name, r.Rate()))
+		label(img, 875, ly, fmt.Sprintf("%s %.0f/s", r.Name, r.Rate()))
 	}
 	f, err := os.Create(path)
 	if err != nil {
