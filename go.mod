@@ -18,6 +18,8 @@ require (
 	go.yaml.in/yaml/v3 v3.0.5
 )
 
+require github.com/fsnotify/fsnotify v1.6.0 // indirect
+
 require (
 	github.com/DataDog/zstd v1.5.7 // indirect
 	github.com/Microsoft/go-winio v0.6.2 // indirect

@@ -21,7 +21,16 @@ const (
 	CodeMethodNotAllowed = "method_not_allowed"
 	CodeUnavailable      = "unavailable" // a dependency (Redis, node) is down
 	CodeTimeout          = "timeout"     // the request's deadline passed: Redis or the node is too slow
-	CodeInternal         = "internal"    // a bug: never the caller's fault
+	// CodeNotReplicated: the job is stored on the Redis primary, but fewer
+	// replicas than RELAYQ_REDIS_MIN_REPLICAS acknowledged it in time. A
+	// retry with the same Idempotency-Key returns it once they have.
+	CodeNotReplicated = "not_replicated"
+	CodeInternal      = "internal" // a bug: never the caller's fault
+
+	// Reads (POST /v1/calls) and dry runs ("simulate": true).
+	CodeReverted   = "reverted"    // the call reverted: revert_reason and revert_data say how
+	CodeCallFailed = "call_failed" // the call failed otherwise (out of gas, halted, cannot pay), or its result does not decode
+	CodeNodeError  = "node_error"  // the node answered with an error that is not about the call
 )
 
 var statusOf = map[string]int{
@@ -35,7 +44,11 @@ var statusOf = map[string]int{
 	CodeMethodNotAllowed: http.StatusMethodNotAllowed,
 	CodeUnavailable:      http.StatusServiceUnavailable,
 	CodeTimeout:          http.StatusServiceUnavailable,
+	CodeNotReplicated:    http.StatusServiceUnavailable,
 	CodeInternal:         http.StatusInternalServerError,
+	CodeReverted:         http.StatusUnprocessableEntity,
+	CodeCallFailed:       http.StatusUnprocessableEntity,
+	CodeNodeError:        http.StatusBadGateway,
 }
 
 // Error is an API error: the body is
@@ -50,6 +63,10 @@ type Error struct {
 	Message   string `json:"message"`
 	Field     string `json:"field,omitempty"`
 	RequestID string `json:"request_id,omitempty"`
+
+	// A revert's decoded reason and raw data (0x hex), for CodeReverted.
+	RevertReason string `json:"revert_reason,omitempty"`
+	RevertData   string `json:"revert_data,omitempty"`
 }
 
 func (e *Error) Error() string { return e.Message }

@@ -12,6 +12,7 @@ import (
 const (
 	apiKeyIDKey  = "api_key_id" // short hash of the caller's API key, set by auth
 	errorCodeKey = "error_code" // the API error code the request was answered with
+	jobIDKey     = "job_id"     // the job a request created or named
 )
 
 // probes are the routes polled by orchestrators and scrapers: their lines go
@@ -54,6 +55,9 @@ func (s *Server) requestLog() echo.MiddlewareFunc {
 			}
 			if id, _ := c.Get(apiKeyIDKey).(string); id != "" {
 				attrs = append(attrs, slog.String("api_key_id", id))
+			}
+			if id, _ := c.Get(jobIDKey).(string); id != "" {
+				attrs = append(attrs, slog.String("job_id", id))
 			}
 			if code, _ := c.Get(errorCodeKey).(string); code != "" {
 				attrs = append(attrs, slog.String("error_code", code))

@@ -34,11 +34,13 @@ func TestRequestLog(t *testing.T) {
 	require.GreaterOrEqual(t, l["latency_ms"].(float64), 0.0)
 	require.Equal(t, keyID, l["api_key_id"])
 	require.NotContains(t, l, "error_code")
+	require.Equal(t, id, l["job_id"], "the job a request created is in its log line")
 
 	r = b.do(http.MethodGet, "/v1/jobs/"+id, "")
 	require.Equal(t, http.StatusOK, r.Status)
 	l = b.logs.requestLines(t, r.Header.Get(echo.HeaderXRequestID))[0]
 	require.Equal(t, "/v1/jobs/:id", l["route"], "the route template, not the job id")
+	require.Equal(t, id, l["job_id"])
 
 	r = b.do(http.MethodPost, "/v1/jobs", `{"to":"0x12"}`)
 	require.Equal(t, http.StatusBadRequest, r.Status)

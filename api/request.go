@@ -11,6 +11,7 @@ import (
 	"math/big"
 	"strings"
 
+	"github.com/ethereum/go-ethereum/accounts/abi"
 	"github.com/ethereum/go-ethereum/common"
 	"github.com/ethereum/go-ethereum/common/hexutil"
 
@@ -29,6 +30,14 @@ type jobRequest struct {
 	Confirmations json.RawMessage   `json:"confirmations"`
 	Metadata      json.RawMessage   `json:"metadata"`
 	WebhookURL    *string           `json:"webhook_url"` // checked by Server.checkWebhookURL
+	Simulate      bool              `json:"simulate"`    // dry run at accept time (simulate.go)
+
+	// A method of a JSON ABI, inline or registered, instead of function
+	// (contracts.go); registered is resolved by Server.validateRequest.
+	ABI        json.RawMessage `json:"abi"`
+	Contract   *string         `json:"contract"`
+	Method     *string         `json:"method"`
+	registered *registered
 }
 
 // call is a validated job request.
@@ -43,6 +52,10 @@ type call struct {
 	Confirmations *uint64
 	Metadata      json.RawMessage
 	WebhookURL    string
+	Simulate      bool // not part of hash: it asks for a check, not a different job
+	// ABI is the request's ABI (abi or contract), whose custom errors
+	// decode its reverts; not part of hash, which has the calldata.
+	ABI *abi.ABI
 }
 
 // Limits on a job request.
@@ -55,7 +68,7 @@ const (
 )
 
 func dataField(r *jobRequest) string {
-	if r.Function != nil {
+	if r.Function != nil || r.Method != nil {
 		return "args"
 	}
 	return "data"
@@ -116,11 +129,8 @@ func jsonKind(goKind string) string {
 
 // validate checks a decoded request and ABI-encodes its call.
 func (r *jobRequest) validate() (*call, *Error) {
-	c := &call{Value: new(big.Int)}
-	if r.To == nil {
-		return nil, invalid("missing_field", "to", "to is required: the address of the contract or account to call")
-	}
-	to, err := parseAddress(*r.To, "to")
+	c := &call{Value: new(big.Int), Simulate: r.Simulate}
+	to, err := r.target() // to, or a registered contract's address
 	if err != nil {
 		return nil, err
 	}
@@ -133,6 +143,10 @@ func (r *jobRequest) validate() (*call, *Error) {
 		c.From = &from
 	}
 	switch {
+	case r.byABI():
+		if e := r.encodeByABI(c); e != nil {
+			return nil, e
+		}
 	case r.Function != nil && r.Data != nil:
 		return nil, invalid("conflicting_fields", "data", "give either function (with args) or data, not both")
 	case r.Function != nil:

@@ -19,8 +19,8 @@ import (
 	"sync"
 	"time"
 
+	"github.com/ethereum/go-ethereum/accounts/abi"
 	"github.com/ethereum/go-ethereum/common"
-	"github.com/ethereum/go-ethereum/common/hexutil"
 	"github.com/hibiken/asynq"
 	"github.com/hibiken/asynqmon"
 	"github.com/labstack/echo/v4"
@@ -34,12 +34,14 @@ import (
 )
 
 // Node is what the API needs from the chain: its id (also the readiness
-// probe) and the accounts' nonces and balances for /v1/signers.
+// probe), the accounts' nonces and balances for /v1/signers, and the head,
+// eth_call and eth_estimateGas for reads and dry runs (callNode).
 type Node interface {
 	ChainID(ctx context.Context) (*big.Int, error)
 	NonceAt(ctx context.Context, account common.Address, block *big.Int) (uint64, error)
 	PendingNonceAt(ctx context.Context, account common.Address) (uint64, error)
 	BalanceAt(ctx context.Context, account common.Address, block *big.Int) (*big.Int, error)
+	callNode
 }
 
 // Config holds what the API needs.
@@ -67,6 +69,16 @@ type Config struct {
 	// WebhookAllow exempts prefixes from the SSRF policy (see api/webhook.go).
 	WebhookSecret string
 	WebhookAllow  []netip.Prefix
+
+	// StoreOptions configure the job store: jobs.WithReplicas makes a job
+	// wait for Redis replicas before it is answered 202.
+	StoreOptions []jobs.Option
+
+	// Reads and dry runs: ErrorABI decodes custom errors in revert reasons
+	// (as the worker's does). BatchBodyLimit is the body limit of POST
+	// /v1/jobs/batch ("" : 8M); the other routes have BodyLimit.
+	ErrorABI       *abi.ABI
+	BatchBodyLimit string
 }
 
 // Server is the HTTP API.
@@ -79,6 +91,10 @@ type Server struct {
 	monitor  *asynqmon.HTTPHandler
 	chainID  uint64
 	log      *slog.Logger
+	reads    *readCache // POST /v1/calls: the head and the results at it (calls.go)
+
+	contractReg *jobs.Contracts // registered contracts (contracts.go)
+	contracts   *contractCache
 
 	mu          sync.Mutex
 	signers     map[common.Address]bool
@@ -93,6 +109,9 @@ func New(ctx context.Context, cfg Config) (*Server, error) {
 	if cfg.BodyLimit == "" {
 		cfg.BodyLimit = "1M"
 	}
+	if cfg.BatchBodyLimit == "" {
+		cfg.BatchBodyLimit = defaultBatchBodyLimit
+	}
 	if cfg.Confirmations == 0 {
 		cfg.Confirmations = 1
 	}
@@ -106,12 +125,15 @@ func New(ctx context.Context, cfg Config) (*Server, error) {
 	s := &Server{
 		cfg:      cfg,
 		echo:     echo.New(),
-		store:    jobs.NewStore(cfg.Redis, cfg.Prefix),
+		store:    jobs.NewStore(cfg.Redis, cfg.Prefix, cfg.StoreOptions...),
 		enqueuer: asynq.NewClientFromRedisClient(cfg.Redis),
 		registry: nonce.NewRegistry(cfg.Redis, cfg.Prefix),
 		chainID:  id.Uint64(),
 		log:      cfg.Log,
+		reads:    newReadCache(),
 	}
+	s.contractReg = jobs.NewContracts(cfg.Redis, cfg.Prefix)
+	s.contracts = newContractCache(s.contractReg)
 	s.monitor = asynqmon.New(asynqmon.Options{RootPath: "/monitor", RedisConnOpt: cfg.RedisConnOpt, ReadOnly: !cfg.MonitorWrite})
 	s.routes()
 	return s, nil
@@ -137,7 +159,10 @@ func (s *Server) routes() {
 			return err
 		},
 	}))
-	e.Use(middleware.BodyLimit(s.cfg.BodyLimit))
+	e.Use(middleware.BodyLimitWithConfig(middleware.BodyLimitConfig{
+		Limit:   s.cfg.BodyLimit,
+		Skipper: func(c echo.Context) bool { return c.Path() == "/v1/jobs/batch" }, // its own limit, below
+	}))
 	e.Use(s.deadline())
 
 	e.GET("/healthz", func(c echo.Context) error { return c.JSON(http.StatusOK, map[string]string{"status": "ok"}) })
@@ -153,6 +178,10 @@ func (s *Server) routes() {
 	v1.POST("/jobs/:id/cancel", s.cancelJob)
 	v1.GET("/signers", s.listSigners)
 	v1.POST("/signers/:address/reconcile", s.reconcileSigner)
+	v1.POST("/jobs/batch", s.createBatch, middleware.BodyLimit(s.cfg.BatchBodyLimit))
+	v1.POST("/calls", s.call)
+	v1.POST("/contracts", s.createContract)
+	v1.GET("/contracts/:name", s.getContract)
 
 	mon := echo.WrapHandler(s.monitor)
 	e.Any("/monitor", mon, auth, limit)
@@ -233,7 +262,7 @@ func (s *Server) createJob(c echo.Context) (err error) {
 	if e := decodeJSON(body, &req); e != nil {
 		return e
 	}
-	call, e := req.validate()
+	call, e := s.validateRequest(ctx, &req)
 	if e != nil {
 		return e
 	}
@@ -249,36 +278,31 @@ func (s *Server) createJob(c echo.Context) (err error) {
 			return invalid("unknown_signer", "from", "from %s is not a signer of this relayq", call.From.Hex())
 		}
 	}
-	j := &jobs.Job{
-		ID:            jobs.NewID(),
-		ChainID:       s.chainID,
-		To:            call.To.Hex(),
-		Function:      call.Function,
-		Args:          call.Args,
-		Data:          hexutil.Encode(call.Data),
-		Value:         call.Value.String(),
-		GasLimit:      call.GasLimit,
-		Confirmations: s.cfg.Confirmations,
-		Metadata:      call.Metadata,
-		WebhookURL:    call.WebhookURL,
-		BodyHash:      call.hash(),
-	}
-	if call.From != nil {
-		j.From = call.From.Hex()
-	}
-	if call.Confirmations != nil {
-		j.Confirmations = *call.Confirmations
-	}
+	j := s.newJob(call)
 	idemKey := ""
 	if idem != "" {
 		// Scoped by API key so two clients' keys never collide.
 		sum := sha256.Sum256([]byte(fmt.Sprint(c.Get("api_key_id"), "\x00", idem)))
 		idemKey = hex.EncodeToString(sum[:])
 	}
+	if call.Simulate {
+		if e := s.simulateNew(ctx, call, idemKey); e != nil {
+			return e
+		}
+	}
 	job, created, err := s.store.Create(ctx, j, idemKey)
 	if errors.Is(err, jobs.ErrIdempotencyMismatch) {
 		return &Error{Kind: CodeIdempotencyReuse, Code: CodeIdempotencyReuse, Field: "Idempotency-Key",
 			Message: fmt.Sprintf("Idempotency-Key was used for job %s with a different request", job.ID)}
+	}
+	if errors.Is(err, jobs.ErrNotReplicated) {
+		// The job stands on the primary and will run if it survives;
+		// its task goes on the queue like any other's.
+		if job.Status == jobs.Queued {
+			s.enqueue(ctx, job.ID)
+		}
+		return apiError(CodeNotReplicated, "job %s is stored on the Redis primary but not yet on enough replicas (%v); "+
+			"send the same request with the same Idempotency-Key again to get it once it is", job.ID, err)
 	}
 	if err != nil {
 		return apiError(CodeUnavailable, "could not store the job: %v", err)
@@ -286,6 +310,7 @@ func (s *Server) createJob(c echo.Context) (err error) {
 	if job.Status == jobs.Queued {
 		s.enqueue(ctx, job.ID)
 	}
+	c.Set(jobIDKey, job.ID)
 	c.Response().Header().Set(echo.HeaderLocation, "/v1/jobs/"+job.ID)
 	if !created {
 		return c.JSON(http.StatusOK, job)
@@ -342,6 +367,7 @@ func (s *Server) signerSet(ctx context.Context, want *common.Address) (map[commo
 
 func (s *Server) getJob(c echo.Context) error {
 	id := c.Param("id")
+	c.Set(jobIDKey, id)
 	if _, ok := jobs.CreatedAt(id); !ok {
 		return apiError(CodeNotFound, "no job %q", clip(id))
 	}

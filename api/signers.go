@@ -125,6 +125,7 @@ func (s *Server) reconcileSigner(c echo.Context) error {
 func (s *Server) cancelJob(c echo.Context) error {
 	ctx := c.Request().Context()
 	id := c.Param("id")
+	c.Set(jobIDKey, id)
 	if _, ok := jobs.CreatedAt(id); !ok {
 		return apiError(CodeNotFound, "no job %q", clip(id))
 	}

@@ -9,10 +9,12 @@ import (
 	"net"
 	"net/netip"
 	"net/url"
+	"os"
 	"strconv"
 	"strings"
 	"time"
 
+	"github.com/relayq/relayq/internal/redisconn"
 	"github.com/relayq/relayq/webhook"
 )
 
@@ -27,6 +29,7 @@ const (
 	DefaultRPCTimeout    = 10 * time.Second
 	DefaultBodyLimit     = "1M"
 	DefaultSweepAfter    = 30 * time.Second
+	DefaultJobRetention  = 7 * 24 * time.Hour
 	DefaultMaxFeeGwei    = 500
 	// DefaultShutdownTimeout bounds a graceful stop, from the signal to exit.
 	DefaultShutdownTimeout = 15 * time.Second
@@ -35,12 +38,17 @@ const (
 	DefaultRateLimit      = 200
 	DefaultRateBurst      = 400
 	DefaultRequestTimeout = 10 * time.Second
+	// DefaultRedisWaitTimeout bounds a WAIT for replicas (when
+	// RELAYQ_REDIS_MIN_REPLICAS asks for one).
+	DefaultRedisWaitTimeout = 500 * time.Millisecond
+	// DefaultSignerMaxInFlight is the per-signer in-flight limit.
+	DefaultSignerMaxInFlight = 500
 )
 
 // Config is everything a relayq process reads from its environment.
 type Config struct {
 	RedisURL        string        // REDIS_URL
-	RPCURL          string        // RELAYQ_RPC_URL
+	RPCURL          string        // RELAYQ_RPC_URL: one URL, or a comma-separated list, primary first (see RPCURLs)
 	PrivateKeys     []string      // RELAYQ_PRIVATE_KEYS, hex, comma-separated
 	Listen          string        // RELAYQ_LISTEN
 	PprofListen     string        // RELAYQ_PPROF_LISTEN: host:port serving net/http/pprof, for profiling ("": off)
@@ -53,6 +61,7 @@ type Config struct {
 	PollInterval    time.Duration // RELAYQ_POLL_INTERVAL: how often trackers look for a new block
 	RPCTimeout      time.Duration // RELAYQ_RPC_TIMEOUT: deadline of one RPC call
 	SweepAfter      time.Duration // RELAYQ_SWEEP_AFTER: a queued job older than this without a task is re-enqueued
+	JobRetention    time.Duration // RELAYQ_JOB_RETENTION: a final job older than this is deleted (0: kept forever)
 	MaxFeePerGasWei uint64        // RELAYQ_MAX_FEE_GWEI, converted to wei: the fee cap ceiling
 	MonitorWrite    bool          // RELAYQ_MONITOR_WRITE=1 lets the monitor change tasks
 	LogLevel        string        // RELAYQ_LOG_LEVEL: debug, info, warn, error
@@ -75,12 +84,32 @@ type Config struct {
 	RateBurst uint64
 	// RequestTimeout (RELAYQ_REQUEST_TIMEOUT) is each API request's deadline.
 	RequestTimeout time.Duration
+	// RedisMinReplicas (RELAYQ_REDIS_MIN_REPLICAS, 0: off) is how many
+	// replicas must acknowledge an accepted job, and a signed transaction,
+	// before relayq answers 202 or broadcasts it; RedisWaitTimeout
+	// (RELAYQ_REDIS_WAIT_TIMEOUT) bounds that wait. See docs/redis.md.
+	RedisMinReplicas int
+	RedisWaitTimeout time.Duration
+	// KeystoreFiles (RELAYQ_KEYSTORE_FILES, comma-separated) are keystore
+	// v3 key files, decrypted at start with the password from
+	// KeystorePasswordFile (RELAYQ_KEYSTORE_PASSWORD_FILE) or else
+	// KeystorePassword (RELAYQ_KEYSTORE_PASSWORD). They add to PrivateKeys.
+	KeystoreFiles        []string
+	KeystorePasswordFile string
+	KeystorePassword     string
+	// SignerMaxInFlight (RELAYQ_SIGNER_MAX_IN_FLIGHT) is how many
+	// transactions one signer may have in flight before its jobs wait.
+	SignerMaxInFlight int
 }
 
 // DrainTimeout is the part of ShutdownTimeout that in-flight HTTP requests
 // and task handlers get to finish; the rest is left for putting unfinished
 // tasks back on the queue and closing connections.
 func (c Config) DrainTimeout() time.Duration { return c.ShutdownTimeout * 2 / 3 }
+
+// RPCURLs returns RELAYQ_RPC_URL's comma-separated endpoints, primary
+// first; all of them must serve the same chain.
+func (c Config) RPCURLs() []string { return list(c.RPCURL) }
 
 // FromEnv reads the configuration through getenv (os.Getenv in main, a map
 // in tests). It applies defaults but does not validate: call Check.
@@ -112,6 +141,7 @@ func FromEnv(getenv func(string) string) (Config, error) {
 	c.PollInterval = durVar(getenv, "RELAYQ_POLL_INTERVAL", DefaultPollInterval, &errs)
 	c.RPCTimeout = durVar(getenv, "RELAYQ_RPC_TIMEOUT", DefaultRPCTimeout, &errs)
 	c.SweepAfter = durVar(getenv, "RELAYQ_SWEEP_AFTER", DefaultSweepAfter, &errs)
+	c.JobRetention = durVar(getenv, "RELAYQ_JOB_RETENTION", DefaultJobRetention, &errs)
 	c.WebhookSecret = strings.TrimSpace(getenv("RELAYQ_WEBHOOK_SECRET"))
 	if allow, err := webhook.ParseCIDRs(getenv("RELAYQ_WEBHOOK_ALLOW_CIDRS")); err != nil {
 		errs = append(errs, fmt.Errorf("RELAYQ_WEBHOOK_ALLOW_CIDRS: %w", err))
@@ -122,6 +152,12 @@ func FromEnv(getenv func(string) string) (Config, error) {
 	c.RateLimit = uintVar(getenv, "RELAYQ_RATE_LIMIT", DefaultRateLimit, &errs)
 	c.RateBurst = uintVar(getenv, "RELAYQ_RATE_BURST", DefaultRateBurst, &errs)
 	c.RequestTimeout = durVar(getenv, "RELAYQ_REQUEST_TIMEOUT", DefaultRequestTimeout, &errs)
+	c.RedisMinReplicas = int(min(uintVar(getenv, "RELAYQ_REDIS_MIN_REPLICAS", 0, &errs), 1000))
+	c.RedisWaitTimeout = durVar(getenv, "RELAYQ_REDIS_WAIT_TIMEOUT", DefaultRedisWaitTimeout, &errs)
+	c.KeystoreFiles = list(getenv("RELAYQ_KEYSTORE_FILES"))
+	c.KeystorePasswordFile = strings.TrimSpace(getenv("RELAYQ_KEYSTORE_PASSWORD_FILE"))
+	c.KeystorePassword = getenv("RELAYQ_KEYSTORE_PASSWORD")
+	c.SignerMaxInFlight = int(min(uintVar(getenv, "RELAYQ_SIGNER_MAX_IN_FLIGHT", DefaultSignerMaxInFlight, &errs), 1_000_000))
 	return c, errors.Join(errs...)
 }
 
@@ -142,17 +178,26 @@ func (c Config) Check(role Role) error {
 	bad := func(name, format string, args ...any) {
 		errs = append(errs, fmt.Errorf("%s: %s", name, fmt.Sprintf(format, args...)))
 	}
-	if u, err := url.Parse(c.RedisURL); err != nil || (u.Scheme != "redis" && u.Scheme != "rediss" && u.Scheme != "unix") {
-		bad("REDIS_URL", "%q is not a redis:// URL", c.RedisURL)
+	rconn, rerr := redisconn.Parse(c.RedisURL)
+	if rerr != nil {
+		bad("REDIS_URL", "%s: %v", redisconn.Redact(c.RedisURL), rerr)
 	}
-	if c.RPCURL == "" {
+	if len(c.RPCURLs()) == 0 {
 		bad("RELAYQ_RPC_URL", "is required (the node's JSON-RPC URL)")
-	} else if u, err := url.Parse(c.RPCURL); err != nil || u.Host == "" || !(u.Scheme == "http" || u.Scheme == "https" || u.Scheme == "ws" || u.Scheme == "wss") {
-		bad("RELAYQ_RPC_URL", "%q is not an http(s):// or ws(s):// URL", c.RPCURL)
 	}
-	if role&RoleWorker != 0 && len(c.PrivateKeys) == 0 {
-		bad("RELAYQ_PRIVATE_KEYS", "is required for the worker (comma-separated hex keys)")
+	seenRPC := map[string]bool{}
+	for _, raw := range c.RPCURLs() {
+		if u, err := url.Parse(raw); err != nil || u.Host == "" || !(u.Scheme == "http" || u.Scheme == "https" || u.Scheme == "ws" || u.Scheme == "wss") {
+			bad("RELAYQ_RPC_URL", "%q is not an http(s):// or ws(s):// URL", raw)
+		} else if seenRPC[raw] {
+			bad("RELAYQ_RPC_URL", "%q is listed twice", raw)
+		}
+		seenRPC[raw] = true
 	}
+	if role&RoleWorker != 0 && len(c.PrivateKeys) == 0 && len(c.KeystoreFiles) == 0 {
+		bad("RELAYQ_PRIVATE_KEYS", "is required for the worker (comma-separated hex keys), unless RELAYQ_KEYSTORE_FILES is set")
+	}
+	c.checkKeystore(bad)
 	if role&RoleAPI != 0 {
 		if _, _, err := net.SplitHostPort(c.Listen); err != nil {
 			bad("RELAYQ_LISTEN", "%q is not host:port", c.Listen)
@@ -181,6 +226,15 @@ func (c Config) Check(role Role) error {
 	if c.Prefix == "" || strings.ContainsAny(c.Prefix, "{} ") {
 		bad("RELAYQ_REDIS_PREFIX", "%q must be non-empty without braces or spaces", c.Prefix)
 	}
+	if c.RedisMinReplicas > 16 {
+		bad("RELAYQ_REDIS_MIN_REPLICAS", "%d is not within 0..16", c.RedisMinReplicas)
+	}
+	if c.RedisWaitTimeout < 10*time.Millisecond || c.RedisWaitTimeout > 2*time.Second {
+		bad("RELAYQ_REDIS_WAIT_TIMEOUT", "%s is not within 10ms..2s", c.RedisWaitTimeout)
+	} else if rerr == nil && c.RedisMinReplicas > 0 && c.RedisWaitTimeout >= rconn.ReadTimeout()*2/3 {
+		// The WAIT's answer must come back well within the socket read timeout.
+		bad("RELAYQ_REDIS_WAIT_TIMEOUT", "%s must stay below two thirds of the Redis read timeout (%s; read_timeout in REDIS_URL)", c.RedisWaitTimeout, rconn.ReadTimeout())
+	}
 	if c.Concurrency < 1 || c.Concurrency > 4096 {
 		bad("RELAYQ_WORKER_CONCURRENCY", "%d is not within 1..4096", c.Concurrency)
 	}
@@ -202,6 +256,10 @@ func (c Config) Check(role Role) error {
 	if c.SweepAfter < time.Second {
 		bad("RELAYQ_SWEEP_AFTER", "%s is below 1s", c.SweepAfter)
 	}
+	if c.JobRetention != 0 && c.JobRetention < 24*time.Hour {
+		// An Idempotency-Key is remembered 24 h: its job must outlive it.
+		bad("RELAYQ_JOB_RETENTION", "%s is below 24h, how long an Idempotency-Key is remembered (0 keeps jobs forever)", c.JobRetention)
+	}
 	if c.WebhookSecret != "" && len(c.WebhookSecret) < webhook.MinSecretLength {
 		bad("RELAYQ_WEBHOOK_SECRET", "is %d characters; at least %d (e.g. openssl rand -hex 32)", len(c.WebhookSecret), webhook.MinSecretLength)
 	}
@@ -221,6 +279,8 @@ func (c Config) Check(role Role) error {
 		// The API's http.Server cuts every response at 30 s (WriteTimeout).
 		if c.RequestTimeout < 100*time.Millisecond || c.RequestTimeout > 30*time.Second {
 			bad("RELAYQ_REQUEST_TIMEOUT", "%s is not within 100ms..30s", c.RequestTimeout)
+		} else if c.RedisMinReplicas > 0 && c.RedisWaitTimeout >= c.RequestTimeout {
+			bad("RELAYQ_REDIS_WAIT_TIMEOUT", "%s must be shorter than RELAYQ_REQUEST_TIMEOUT (%s)", c.RedisWaitTimeout, c.RequestTimeout)
 		}
 	}
 	switch c.LogLevel {
@@ -272,4 +332,36 @@ func durVar(getenv func(string) string, name string, def time.Duration, errs *[]
 		return def
 	}
 	return d
+}
+
+// checkKeystore checks the keystore settings: the files are there and a
+// password is given. Decrypting them (slow on purpose) happens once, at
+// start.
+func (c Config) checkKeystore(bad func(name, format string, args ...any)) {
+	if c.SignerMaxInFlight < 1 || c.SignerMaxInFlight > 100_000 {
+		bad("RELAYQ_SIGNER_MAX_IN_FLIGHT", "%d is not within 1..100000", c.SignerMaxInFlight)
+	}
+	if len(c.KeystoreFiles) == 0 {
+		if c.KeystorePasswordFile != "" || c.KeystorePassword != "" {
+			bad("RELAYQ_KEYSTORE_FILES", "is empty, but a keystore password is set")
+		}
+		return
+	}
+	for _, p := range c.KeystoreFiles {
+		if fi, err := os.Stat(p); err != nil {
+			bad("RELAYQ_KEYSTORE_FILES", "%v", err)
+		} else if fi.IsDir() {
+			bad("RELAYQ_KEYSTORE_FILES", "%s is a directory; list the key files", p)
+		}
+	}
+	switch {
+	case c.KeystorePasswordFile != "" && c.KeystorePassword != "":
+		bad("RELAYQ_KEYSTORE_PASSWORD", "and RELAYQ_KEYSTORE_PASSWORD_FILE are both set; set one")
+	case c.KeystorePasswordFile != "":
+		if _, err := os.Stat(c.KeystorePasswordFile); err != nil {
+			bad("RELAYQ_KEYSTORE_PASSWORD_FILE", "%v", err)
+		}
+	case c.KeystorePassword == "":
+		bad("RELAYQ_KEYSTORE_PASSWORD_FILE", "or RELAYQ_KEYSTORE_PASSWORD is required with RELAYQ_KEYSTORE_FILES")
+	}
 }

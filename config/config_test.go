@@ -25,7 +25,7 @@ func TestDefaults(t *testing.T) {
 // Every bad variable is reported at once, by name.
 func TestCheckNamesEveryBadVariable(t *testing.T) {
 	t.Parallel()
-	c, err := FromEnv(env(map[string]string{
+	_, err := FromEnv(env(map[string]string{
 		"RELAYQ_CONFIRMATIONS": "many",
 		"RELAYQ_POLL_INTERVAL": "soon",
 	}))
@@ -33,7 +33,7 @@ func TestCheckNamesEveryBadVariable(t *testing.T) {
 	require.Contains(t, err.Error(), "RELAYQ_CONFIRMATIONS")
 	require.Contains(t, err.Error(), "RELAYQ_POLL_INTERVAL")
 
-	c, err = FromEnv(env(map[string]string{
+	c, err := FromEnv(env(map[string]string{
 		"REDIS_URL":                 "http://nope",
 		"RELAYQ_RPC_URL":            "localhost:8545",
 		"RELAYQ_LISTEN":             "8080",

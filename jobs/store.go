@@ -27,11 +27,26 @@ type Store struct {
 	rdb    redis.UniversalClient
 	prefix string
 	now    func() time.Time
+
+	// replicas (WithReplicas) is how many replicas must acknowledge a
+	// write, within waitTimeout; 0: writes do not wait.
+	replicas    int
+	waitTimeout time.Duration
 }
 
+// Option configures a Store.
+type Option func(*Store)
+
 // NewStore returns a Store on rdb whose keys start with prefix ("relayq:").
-func NewStore(rdb redis.UniversalClient, prefix string) *Store {
-	return &Store{rdb: rdb, prefix: prefix, now: time.Now}
+// On a Redis Cluster the prefix must carry the deployment's one hash tag
+// ("{relayq}:", see internal/redisconn) so that every script stays in one
+// slot.
+func NewStore(rdb redis.UniversalClient, prefix string, opts ...Option) *Store {
+	s := &Store{rdb: rdb, prefix: prefix, now: time.Now}
+	for _, o := range opts {
+		o(s)
+	}
+	return s
 }
 
 // Keys. A job's own keys share the hash tag {<id>} so its scripts stay in
@@ -49,6 +64,7 @@ func (s *Store) statusKey(st Status) string   { return s.indexPrefix() + string(
 func (s *Store) allKey() string               { return s.prefix + "jobs:all" }
 func (s *Store) idemKey(k string) string      { return s.prefix + "idem:" + k }
 func (s *Store) outboxKey() string            { return s.prefix + "webhooks:outbox" }
+func (s *Store) probeKey() string             { return s.prefix + "replication:probe" }
 
 // NewID returns a new job id: a UUIDv7, so ids sort by creation time and the
 // indexes can page by id alone.
@@ -82,7 +98,9 @@ return {1, ARGV[1]}
 // Create writes j as a new queued job. With a non-empty idemKey it is
 // idempotent: when the key was used before, Create returns the earlier job
 // and created=false, or ErrIdempotencyMismatch (with that job) when the
-// earlier request's body hash differs from j.BodyHash.
+// earlier request's body hash differs from j.BodyHash. With WithReplicas,
+// a job the replicas did not acknowledge in time comes back with an error
+// wrapping ErrNotReplicated (and created=true when this call wrote it).
 func (s *Store) Create(ctx context.Context, j *Job, idemKey string) (job *Job, created bool, err error) {
 	now := s.now().UTC()
 	if j.ID == "" {
@@ -99,11 +117,24 @@ func (s *Store) Create(ctx context.Context, j *Job, idemKey string) (job *Job, c
 	args := []any{j.ID, idem, int(IdempotencyTTL / time.Second), string(hist)}
 	args = append(args, s.fields(j)...)
 	keys := []string{s.jobKey(j.ID), s.historyKey(j.ID), s.idemKey(idemKey), s.statusKey(Queued), s.allKey()}
-	res, err := createScript.Run(ctx, s.rdb, keys, args...).Slice()
+	var res []any
+	var werr error
+	if s.replicas == 0 {
+		res, err = createScript.Run(ctx, s.rdb, keys, args...).Slice()
+	} else {
+		var cmd *redis.Cmd
+		cmd, werr = s.runWaited(ctx, createScript, keys, args...)
+		res, err = cmd.Slice()
+	}
 	if err != nil {
 		return nil, false, fmt.Errorf("create job: %w", err)
 	}
 	if res[0].(int64) == 1 {
+		if werr != nil {
+			// The job is on the primary; a retry with the same
+			// idempotency key finds it (and waits for it again).
+			return j, true, fmt.Errorf("create job %s: %w", j.ID, werr)
+		}
 		return j, true, nil
 	}
 	prevID, prevHash, _ := strings.Cut(res[1].(string), "\n")
@@ -113,6 +144,11 @@ func (s *Store) Create(ctx context.Context, j *Job, idemKey string) (job *Job, c
 	}
 	if prevHash != j.BodyHash {
 		return prev, false, ErrIdempotencyMismatch
+	}
+	// The first request may have been answered ErrNotReplicated: this one
+	// must not vouch for the job before replicas hold it either.
+	if err := s.Replicated(ctx, prev.ID, "", ""); err != nil {
+		return prev, false, fmt.Errorf("create job: %w", err)
 	}
 	return prev, false, nil
 }

@@ -3,6 +3,7 @@ package jobs
 import (
 	"context"
 	"encoding/json"
+	"errors"
 	"fmt"
 	"strings"
 	"time"
@@ -31,7 +32,9 @@ import (
 // Returns {1, previous status} on success, {0, current status} when the job
 // is in a status the transition does not start from, {-1, ""} when there is
 // no such job.
-var transitionScript = redis.NewScript(`
+var transitionScript = redis.NewScript(transitionLua)
+
+const transitionLua = `
 local cur = redis.call("HGET", KEYS[1], "status")
 if not cur then return {-1, ""} end
 if cur == "" or not string.find(ARGV[3], " " .. cur .. " ", 1, true) then return {0, cur} end
@@ -55,7 +58,26 @@ if cur ~= ARGV[2] then
   end
 end
 return {1, cur}
-`)
+`
+
+// boundTransitionScript is transitionScript behind one more check, for a
+// step that writes the nonce the allocator bound to the job: KEYS[5] is
+// the allocator's bound hash (job id → nonce), and the step applies only if
+// it binds the job (ARGV[1]) to the "nonce" among the fields. A reservation
+// made on a Redis primary that then failed over (or restarted without it)
+// is missing on the server that takes the step, which answers {-2, ""}
+// instead of recording a transaction at a nonce nobody holds.
+var boundTransitionScript = redis.NewScript(`
+local want
+for i = 10, #ARGV - 1, 2 do
+  if ARGV[i] == "nonce" then want = ARGV[i + 1] end
+end
+if KEYS[5] and want and redis.call("HGET", KEYS[5], ARGV[1]) ~= want then return {-2, ""} end
+` + transitionLua)
+
+// ErrNotBound means a step's nonce is not bound to the job on the Redis
+// server that took it (see Step.Binding): nothing was written.
+var ErrNotBound = errors.New("the job's nonce is not bound to it on this Redis server")
 
 // webhookStatuses are the statuses whose arrival fires a job's webhook
 // (besides mined → submitted, a reorg's step back).
@@ -96,8 +118,18 @@ func (s *Store) apply(ctx context.Context, id string, to Status, from []Status, 
 	if err != nil {
 		return "", err
 	}
-	res, err := transitionScript.Run(ctx, s.rdb, keys, args...).Slice()
-	return outcome(id, to, from, res, err)
+	if s.replicas == 0 {
+		res, err := transitionScript.Run(ctx, s.rdb, keys, args...).Slice()
+		return outcome(id, to, from, res, err)
+	}
+	cmd, werr := s.runWaited(ctx, transitionScript, keys, args...)
+	res, err := cmd.Slice()
+	prev, err := outcome(id, to, from, res, err)
+	if err == nil && werr != nil {
+		// Written on the primary, not yet on enough replicas.
+		return prev, fmt.Errorf("transition job %s to %s: %w", id, to, werr)
+	}
+	return prev, err
 }
 
 // prepare builds the keys and arguments of transitionScript.
@@ -140,6 +172,8 @@ func outcome(id string, to Status, from []Status, res []any, err error) (Status,
 		return cur, nil
 	case 0:
 		return cur, &BadTransitionError{ID: id, Current: cur, Wanted: to, Expected: from}
+	case -2:
+		return "", fmt.Errorf("transition job %s to %s: %w", id, to, ErrNotBound)
 	default:
 		return "", fmt.Errorf("transition job %s: %w", id, ErrNotFound)
 	}
@@ -152,18 +186,25 @@ type Step struct {
 	Note     string
 	Fields   Fields
 	Attempt  *Attempt
+	// Binding, if set, is the nonce allocator's bound hash: the step
+	// applies only where it binds the job to the "nonce" in Fields, and
+	// answers ErrNotBound otherwise (see boundTransitionScript).
+	Binding string
 }
 
 // TransitionMany applies each step as TransitionIf would, in one round
 // trip. Each step is atomic on its own; together they are a pipeline, not a
 // transaction: one step's failure does not undo another's. It returns each
-// step's error.
+// step's error. With WithReplicas a WAIT ends the pipeline, and a step the
+// replicas did not acknowledge in time answers ErrNotReplicated although
+// it was written.
 func (s *Store) TransitionMany(ctx context.Context, steps []Step) []error {
 	errs := make([]error, len(steps))
 	type prepared struct {
-		i    int
-		keys []string
-		args []any
+		i      int
+		keys   []string
+		args   []any
+		script *redis.Script
 	}
 	var todo []prepared
 	for i, st := range steps {
@@ -176,18 +217,27 @@ func (s *Store) TransitionMany(ctx context.Context, steps []Step) []error {
 			errs[i] = err
 			continue
 		}
-		todo = append(todo, prepared{i, keys, args})
+		script := transitionScript
+		if st.Binding != "" {
+			keys, script = append(keys, st.Binding), boundTransitionScript
+		}
+		todo = append(todo, prepared{i, keys, args, script})
 	}
 	// A Redis that restarted has forgotten the script: steps answered
 	// NOSCRIPT did not run, so they go again once it is loaded.
 	for attempt := 0; len(todo) > 0; attempt++ {
 		cmds := make([]*redis.Cmd, len(todo))
-		_, _ = s.rdb.Pipelined(ctx, func(p redis.Pipeliner) error {
+		fill := func(p redis.Pipeliner) {
 			for k, t := range todo {
-				cmds[k] = transitionScript.EvalSha(ctx, p, t.keys, t.args...)
+				cmds[k] = t.script.EvalSha(ctx, p, t.keys, t.args...)
 			}
-			return nil
-		})
+		}
+		var werr error // the WAIT's verdict on this round's writes
+		if s.replicas == 0 {
+			_, _ = s.rdb.Pipelined(ctx, func(p redis.Pipeliner) error { fill(p); return nil })
+		} else {
+			werr = s.waited(ctx, todo[0].keys[0], fill)
+		}
 		var again []prepared
 		for k, t := range todo {
 			res, err := cmds[k].Slice()
@@ -197,9 +247,15 @@ func (s *Store) TransitionMany(ctx context.Context, steps []Step) []error {
 			}
 			st := steps[t.i]
 			_, errs[t.i] = outcome(st.ID, st.To, []Status{st.From}, res, err)
+			if errs[t.i] == nil && werr != nil {
+				errs[t.i] = fmt.Errorf("transition job %s to %s: %w", st.ID, st.To, werr)
+			}
 		}
-		if len(again) > 0 {
-			if err := transitionScript.Load(ctx, s.rdb).Err(); err != nil {
+		for _, script := range []*redis.Script{transitionScript, boundTransitionScript} {
+			if len(again) == 0 {
+				break
+			}
+			if err := script.Load(ctx, s.rdb).Err(); err != nil {
 				for _, t := range again {
 					errs[t.i] = fmt.Errorf("transition job %s: load script: %w", steps[t.i].ID, err)
 				}

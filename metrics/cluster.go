@@ -56,6 +56,8 @@ var queueStates = []string{"pending", "active", "scheduled", "retry", "archived"
 var (
 	descJobs = prometheus.NewDesc("relayq_jobs",
 		"Jobs in each status now, from Redis (all processes).", []string{"status"}, nil)
+	descOutbox = prometheus.NewDesc("relayq_webhook_outbox",
+		"Webhook events written by status changes and not yet handed to the delivery queue; it should stay near 0 while a worker runs.", nil, nil)
 	descQueue = prometheus.NewDesc("relayq_queue_tasks",
 		"Asynq tasks in each queue and state now (pending, active, scheduled, retry, archived).", []string{"queue", "state"}, nil)
 	descInFlight = prometheus.NewDesc("relayq_signer_in_flight",
@@ -176,7 +178,11 @@ func (cc *clusterCollector) jobs(ctx context.Context) ([]prometheus.Metric, erro
 		}
 		out = append(out, gauge(descJobs, float64(n), string(st)))
 	}
-	return out, nil
+	n, err := cc.store.OutboxLen(ctx)
+	if err != nil {
+		return nil, fmt.Errorf("webhook outbox: %w", err)
+	}
+	return append(out, gauge(descOutbox, float64(n))), nil
 }
 
 // queues reads Asynq's queue sizes. The Inspector takes no context, so the

@@ -97,10 +97,16 @@ func TestClusterGaugesReflectRedisAndTheNode(t *testing.T) {
 	}
 	require.True(t, s.Has("relayq_queue_tasks", "queue", tasks.QueueSend, "state", "pending"), "the send queue shows before its first task")
 
-	// Three jobs; one is enqueued, one cancelled, one holds a nonce of signer A.
+	require.Zero(t, s.Value("relayq_webhook_outbox"))
+	// Three jobs; one is enqueued, one cancelled (with a webhook: an event
+	// in the outbox), one holds a nonce of signer A.
 	var ids []string
-	for range 3 {
-		j, _, err := c.store.Create(ctx, &jobs.Job{ChainID: chainID, To: signerB.Hex(), Value: "0"}, "")
+	for i := range 3 {
+		j := &jobs.Job{ChainID: chainID, To: signerB.Hex(), Value: "0"}
+		if i == 1 {
+			j.WebhookURL = "https://example.com/hook"
+		}
+		j, _, err := c.store.Create(ctx, j, "")
 		require.NoError(t, err)
 		ids = append(ids, j.ID)
 	}
@@ -122,6 +128,7 @@ func TestClusterGaugesReflectRedisAndTheNode(t *testing.T) {
 	s = metricstest.Gather(t, c.m.Registry())
 	require.Equal(t, 2.0, s.Value("relayq_jobs", "status", "queued"))
 	require.Equal(t, 1.0, s.Value("relayq_jobs", "status", "cancelled"))
+	require.Equal(t, 1.0, s.Value("relayq_webhook_outbox"), "the cancellation's event waits for a dispatcher")
 	require.Equal(t, 0.0, s.Value("relayq_jobs", "status", "confirmed"))
 	require.Equal(t, 1.0, s.Value("relayq_queue_tasks", "queue", tasks.QueueSend, "state", "pending"))
 	require.Equal(t, 0.0, s.Value("relayq_queue_tasks", "queue", tasks.QueueSend, "state", "active"))

@@ -72,6 +72,7 @@ type Metrics struct {
 	attempts     *prometheus.HistogramVec
 	replacements *prometheus.CounterVec
 	rebroadcasts *prometheus.CounterVec
+	webhooks     *prometheus.CounterVec
 
 	// Node
 	rpcRequests *prometheus.CounterVec
@@ -123,6 +124,10 @@ func New() *Metrics {
 			Name: "relayq_tx_rebroadcasts_total",
 			Help: "Persisted transactions sent again, by reason: retry (send task ran again) or dropped (the node had forgotten it).",
 		}, []string{"reason"}),
+		webhooks: prometheus.NewCounterVec(prometheus.CounterOpts{
+			Name: "relayq_webhook_deliveries_total",
+			Help: "Webhook delivery attempts by outcome: delivered (2xx), failed (will be retried unless it was the last), refused (the address policy).",
+		}, []string{"outcome"}),
 		rpcRequests: prometheus.NewCounterVec(prometheus.CounterOpts{
 			Name: "relayq_rpc_requests_total",
 			Help: "Calls to the node, by JSON-RPC method (a batch of receipts or transactions counts once).",
@@ -141,7 +146,7 @@ func New() *Metrics {
 		collectors.NewGoCollector(),
 		collectors.NewProcessCollector(collectors.ProcessCollectorOpts{}),
 		m.accepted, m.rejected, m.httpRequests, m.httpDuration,
-		m.finished, m.stage, m.attempts, m.replacements, m.rebroadcasts,
+		m.finished, m.stage, m.attempts, m.replacements, m.rebroadcasts, m.webhooks,
 		m.rpcRequests, m.rpcErrors, m.rpcDuration,
 	)
 	// Series that exist from the start read 0 instead of missing, so
@@ -161,6 +166,9 @@ func New() *Metrics {
 	}
 	for _, r := range []string{RebroadcastRetry, RebroadcastDropped} {
 		m.rebroadcasts.WithLabelValues(r)
+	}
+	for _, o := range []string{"delivered", "failed", "refused"} {
+		m.webhooks.WithLabelValues(o)
 	}
 	for _, method := range rpcMethods {
 		m.rpcRequests.WithLabelValues(method)
@@ -267,6 +275,15 @@ func (m *Metrics) Rebroadcast(reason string) {
 		return
 	}
 	m.rebroadcasts.WithLabelValues(reason).Inc()
+}
+
+// WebhookDelivery counts one delivery attempt by its outcome (delivered,
+// failed, refused: the job's webhook last_status values).
+func (m *Metrics) WebhookDelivery(outcome string) {
+	if m == nil {
+		return
+	}
+	m.webhooks.WithLabelValues(outcome).Inc()
 }
 
 // RPC records one call to the node: its JSON-RPC method, how long it took,

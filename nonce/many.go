@@ -2,30 +2,42 @@ package nonce
 
 import (
 	"context"
+	"errors"
 	"fmt"
 	"strings"
 
 	"github.com/redis/go-redis/v9"
 )
 
-// reserveManyScript is reserveScript for several jobs in one step: the
-// nonces come out contiguous and in the order of the jobs.
+// reserveManyScript binds the next nonces to jobs, in one step: the nonces
+// come out contiguous and in the order of the jobs. A job that already holds
+// a nonce gets it back (a retried task must get the same nonce); a job that
+// is not queued gets none, so a stale duplicate of a finished job's task
+// cannot take a nonce it would never use. The signer's address is written to
+// each bound job's "from" in the same step: once a nonce of this signer is
+// bound, a retry on any worker must sign with this signer.
 //
 // KEYS[1] next, KEYS[2] bound hash, KEYS[3] inflight zset, KEYS[4..] the
 // jobs' hashes. ARGV[1] the signer's address, ARGV[2..] the job ids, in the
 // order of their keys.
-// Returns one entry per job: its nonce, or -1 when the job is not queued.
-// The error "NOTINIT" when next is unset.
+// Returns one entry per job: its nonce, -1 when the job is not queued, or
+// -2 when the job's "from" names another signer (pinned by its request, or
+// by a reservation another run of its task made on that signer: a job takes
+// nonces from one signer only). The error "NOTINIT" when next is unset.
 var reserveManyScript = redis.NewScript(`
 local out = {}
 local n = redis.call("GET", KEYS[1])
+local me = string.lower(ARGV[1])
 for i = 2, #ARGV do
   local id, key = ARGV[i], KEYS[i + 2]
   local have = redis.call("HGET", KEYS[2], id)
+  local from = redis.call("HGET", key, "from")
   if have then
     out[#out + 1] = tonumber(have)
   elseif redis.call("HGET", key, "status") ~= "queued" then
     out[#out + 1] = -1
+  elseif from and from ~= "" and string.lower(from) ~= me then
+    out[#out + 1] = -2
   else
     if not n then return redis.error_reply("NOTINIT") end
     redis.call("HSET", KEYS[2], id, n)
@@ -39,8 +51,12 @@ if n then redis.call("SET", KEYS[1], n) end
 return out
 `)
 
+// ErrOtherSigner means the job is pinned to another signer: its request
+// named one, or another run of its task reserved a nonce of that signer.
+var ErrOtherSigner = errors.New("job is pinned to another signer")
+
 // Reservation is the outcome of one job of ReserveMany: its nonce, or
-// ErrNotQueued.
+// ErrNotQueued, or ErrOtherSigner.
 type Reservation struct {
 	Nonce uint64
 	Err   error
@@ -75,9 +91,12 @@ func (a *Allocator) ReserveMany(ctx context.Context, jobIDs, jobKeys []string) (
 	}
 	out := make([]Reservation, len(res))
 	for i, n := range res {
-		if n < 0 {
+		switch {
+		case n == -2:
+			out[i].Err = ErrOtherSigner
+		case n < 0:
 			out[i].Err = ErrNotQueued
-		} else {
+		default:
 			out[i].Nonce = uint64(n)
 		}
 	}

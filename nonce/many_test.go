@@ -4,8 +4,10 @@ import (
 	"context"
 	"errors"
 	"fmt"
+	"strings"
 	"testing"
 
+	"github.com/ethereum/go-ethereum/common"
 	"github.com/stretchr/testify/require"
 
 	"github.com/relayq/relayq/nonce"
@@ -74,4 +76,38 @@ func BenchmarkReserveMany(b *testing.B) {
 			b.Fatal(err)
 		}
 	}
+}
+
+// A job takes nonces from one signer only: once another signer's
+// reservation (or the request) pinned its "from", this signer refuses it
+// and binds nothing.
+func TestReserveManyRefusesAJobPinnedElsewhere(t *testing.T) {
+	t.Parallel()
+	a, rdb := setup(t)
+	ctx := context.Background()
+	_, err := a.Reconcile(ctx, 0)
+	require.NoError(t, err)
+	other := nonce.New(rdb, "test:", 31337, common.HexToAddress("0x70997970C51812dc3A010C7d01b50e0d17dc79C8"))
+	_, err = other.Reconcile(ctx, 0)
+	require.NoError(t, err)
+
+	k := queuedJob(t, rdb, "p1")
+	n, err := other.Reserve(ctx, "p1", k)
+	require.NoError(t, err)
+	require.Equal(t, uint64(0), n)
+	_, err = a.Reserve(ctx, "p1", k)
+	require.ErrorIs(t, err, nonce.ErrOtherSigner)
+	_, bound, err := a.Bound(ctx, "p1")
+	require.NoError(t, err)
+	require.False(t, bound, "nothing bound on the refusing signer")
+	next, _, err := a.Next(ctx)
+	require.NoError(t, err)
+	require.Equal(t, uint64(0), next, "no nonce used up")
+
+	// A request's own lower-case from pins it just the same.
+	k2 := queuedJob(t, rdb, "p2")
+	require.NoError(t, rdb.HSet(ctx, k2, "from", strings.ToLower(signer.Hex())).Err())
+	n, err = a.Reserve(ctx, "p2", k2)
+	require.NoError(t, err, "its own signer, in any case")
+	require.Equal(t, uint64(0), n)
 }

@@ -54,47 +54,17 @@ func (a *Allocator) ChainID() uint64 { return a.chainID }
 // per-signer keys (leases) can live in the same slot.
 func (a *Allocator) KeyTag() string { return a.next[:len(a.next)-len("next")] }
 
-// reserveScript binds the next nonce to a job, or returns the nonce the job
-// already has (a retried task must get the same nonce back).
-//
-// KEYS[1] next, KEYS[2] bound hash, KEYS[3] inflight zset, KEYS[4] the
-// job's hash: a nonce is only bound to a job that is still queued, so a
-// stale duplicate of a finished job's task cannot take a nonce it would
-// never use.
-// ARGV[1] job id, ARGV[2] the signer's address, written to the job's "from"
-// in the same step: once a nonce of this signer is bound, a retry on any
-// worker must sign with this signer.
-// Returns the nonce, or the error "NOTINIT" when next is unset, or
-// "NOTQUEUED" when the job is not queued.
-var reserveScript = redis.NewScript(`
-local have = redis.call("HGET", KEYS[2], ARGV[1])
-if have then return tonumber(have) end
-if redis.call("HGET", KEYS[4], "status") ~= "queued" then return redis.error_reply("NOTQUEUED") end
-local n = redis.call("GET", KEYS[1])
-if not n then return redis.error_reply("NOTINIT") end
-redis.call("SET", KEYS[1], n + 1)
-redis.call("HSET", KEYS[2], ARGV[1], n)
-redis.call("ZADD", KEYS[3], n, ARGV[1])
-redis.call("HSET", KEYS[4], "from", ARGV[2])
-return tonumber(n)
-`)
-
 // Reserve binds the next nonce to jobID and returns it. It is idempotent: a
 // job that already holds a nonce gets the same one. jobKey is the Redis key
-// of the job's record (jobs.Store.JobKey).
+// of the job's record (jobs.Store.JobKey): a nonce is only bound to a job
+// that is still queued (ErrNotQueued otherwise), and the job's "from" is
+// pinned to this signer in the same step. It is ReserveMany for one job.
 func (a *Allocator) Reserve(ctx context.Context, jobID, jobKey string) (uint64, error) {
-	n, err := reserveScript.Run(ctx, a.rdb, []string{a.next, a.bound, a.flight, jobKey}, jobID, a.addr.Hex()).Int64()
+	res, err := a.ReserveMany(ctx, []string{jobID}, []string{jobKey})
 	if err != nil {
-		// Redis prefixes script errors with a code ("ERR NOTINIT").
-		switch msg := err.Error(); {
-		case strings.HasSuffix(msg, "NOTINIT"):
-			return 0, ErrNotInitialized
-		case strings.HasSuffix(msg, "NOTQUEUED"):
-			return 0, ErrNotQueued
-		}
-		return 0, fmt.Errorf("reserve nonce: %w", err)
+		return 0, err
 	}
-	return uint64(n), nil
+	return res[0].Nonce, res[0].Err
 }
 
 // rebindScript moves a job to a fresh nonce when its old one was used by a

@@ -1,6 +1,8 @@
 #!/usr/bin/env bash
 # Installs the external programs relayq's tests start themselves:
-#   - redis-server, from Debian (apt-get), for internal/testenv.Redis;
+#   - redis-server and redis-cli, from Debian (apt-get), for
+#     internal/testenv.Redis, the replicas and sentinels (redis-server
+#     --sentinel) and clusters (redis-cli --cluster create);
 #   - anvil, from the npm package @foundry-rs/anvil-linux-amd64 (the binary
 #     ships inside the package), into <repo>/.tools, for internal/testenv.Anvil.
 # Idempotent and quiet when everything is already present; works from any cwd.
@@ -31,6 +33,14 @@ if ! command -v redis-server >/dev/null 2>&1; then
 	command -v redis-server >/dev/null 2>&1 || { echo "install-test-deps: redis-server still missing" >&2; exit 1; }
 fi
 
+# redis-cli comes with redis-server (Debian's redis-tools); install it if a
+# redis-server from elsewhere came without it.
+if ! command -v redis-cli >/dev/null 2>&1; then
+	echo "install-test-deps: installing redis-tools (apt-get) for redis-cli" >&2
+	sudo_if_needed apt-get update -qq
+	sudo_if_needed env DEBIAN_FRONTEND=noninteractive apt-get install -y -qq redis-tools >/dev/null
+fi
+
 installed_version() {
 	[ -f "$ANVIL_DIR/package.json" ] || return 0
 	sed -n 's/^ *"version": *"\([^"]*\)".*/\1/p' "$ANVIL_DIR/package.json" | head -n1
@@ -46,4 +56,5 @@ fi
 # Cheap checks that both programs actually run (a truncated download or a
 # wrong architecture shows up here, not as a confusing test failure).
 redis-server --version >/dev/null || { echo "install-test-deps: redis-server does not run" >&2; exit 1; }
+redis-cli --version >/dev/null || { echo "install-test-deps: redis-cli does not run" >&2; exit 1; }
 "$ANVIL_BIN" --version >/dev/null || { echo "install-test-deps: $ANVIL_BIN does not run" >&2; exit 1; }

@@ -74,8 +74,11 @@ const WebhookMaxRetry = 12
 
 // WebhookRetention is how long a delivered event's task is kept: while it
 // is, enqueueing the event again is refused (ErrTaskIDConflict), so an
-// outbox entry handed over twice after a crash is delivered once.
-const WebhookRetention = 24 * time.Hour
+// outbox entry handed over twice after a crash is delivered once. The
+// window it guards (between the enqueue and the outbox removal) is
+// milliseconds; keeping every delivered body for a day would cost Redis
+// gigabytes at production rates (a few kB per event).
+const WebhookRetention = 15 * time.Minute
 
 // WebhookPayload is the payload of a TypeWebhookDeliver task.
 type WebhookPayload struct {

@@ -2,6 +2,8 @@ package txmgr
 
 import (
 	"context"
+	"errors"
+	"fmt"
 	"sync"
 	"time"
 
@@ -75,4 +77,34 @@ func (o *observed) SendTransactions(ctx context.Context, txs []*types.Transactio
 		o.done("eth_sendRawTransaction", start, err)
 	}
 	return errs
+}
+
+// BlockReceiptser is a Backend that can fetch every receipt of a block in
+// one call (eth_getBlockReceipts: geth, anvil, reth, erigon).
+type BlockReceiptser interface {
+	BlockReceipts(ctx context.Context, number uint64) ([]*types.Receipt, error)
+}
+
+// BlockReceipts fetches every receipt of block number with
+// eth_getBlockReceipts.
+func (r *RPC) BlockReceipts(ctx context.Context, number uint64) ([]*types.Receipt, error) {
+	ctx, cancel := r.deadline(ctx)
+	defer cancel()
+	rs, err := r.Client.BlockReceipts(ctx, rpc.BlockNumberOrHashWithNumber(rpc.BlockNumber(number)))
+	if err != nil {
+		return nil, fmt.Errorf("receipts of block %d: %w", number, err)
+	}
+	return rs, nil
+}
+
+// BlockReceipts keeps block receipts available through the metrics wrapper.
+func (o *observed) BlockReceipts(ctx context.Context, number uint64) ([]*types.Receipt, error) {
+	br, ok := o.b.(BlockReceiptser)
+	if !ok {
+		return nil, fmt.Errorf("receipts of block %d: %w", number, errors.ErrUnsupported)
+	}
+	start := time.Now()
+	rs, err := br.BlockReceipts(ctx, number)
+	o.done("eth_getBlockReceipts", start, err)
+	return rs, err
 }

@@ -40,6 +40,10 @@ func TestSendAllReportsEachTransaction(t *testing.T) {
 	}
 	first := sign(0)
 	require.NoError(t, rpc.SendTransaction(ctx, first))
+	require.Eventually(t, func() bool {
+		n, err := rpc.NonceAt(ctx, s.Address(), nil)
+		return err == nil && n == 1
+	}, 10*time.Second, 20*time.Millisecond, "the first transaction is mined")
 
 	for name, b := range map[string]txmgr.Backend{"batch": rpc, "one by one": onlyBackend{rpc}} {
 		base, err := rpc.NonceAt(ctx, s.Address(), nil)

@@ -395,8 +395,14 @@ func classifyRealNode(t *testing.T, n *errNode) {
 	// Same nonce, same fees, different payload.
 	check("replacement underpriced", send(n.key, errTxSpec{nonce: nonce, to: &to, value: big.NewInt(2), gas: 21000}), txmgr.ClassRetryable)
 
-	// After the block, the nonce is used.
+	// After the block, the nonce is used. geth's pool resets after a new
+	// head in the background; until it has, it still holds the pending tx
+	// and answers "replacement underpriced" instead.
 	n.mine(t)
+	require.Eventually(t, func() bool {
+		err := send(n.key, errTxSpec{nonce: nonce, to: &to, value: big.NewInt(3), gas: 21000})
+		return txmgr.Classify(err) == txmgr.ClassNonceTooLow
+	}, 10*time.Second, 20*time.Millisecond)
 	check("nonce too low", send(n.key, errTxSpec{nonce: nonce, to: &to, value: big.NewInt(3), gas: 21000}), txmgr.ClassNonceTooLow)
 	nonce++
 

@@ -4,6 +4,7 @@ import (
 	"context"
 	"errors"
 	"fmt"
+	"sort"
 	"sync"
 	"time"
 
@@ -11,6 +12,7 @@ import (
 	"github.com/ethereum/go-ethereum/core/types"
 
 	"github.com/relayq/relayq/jobs"
+	"github.com/relayq/relayq/metrics"
 	"github.com/relayq/relayq/nonce"
 	"github.com/relayq/relayq/txmgr"
 )
@@ -37,11 +39,12 @@ var errFollow = errors.New("job moved on; follow it")
 
 // sendReq is one job waiting for its batch.
 type sendReq struct {
-	j    *jobs.Job
-	call txmgr.Call
-	gas  uint64
-	fees txmgr.Fees
-	done chan error // buffered: the batch never waits for a handler
+	j      *jobs.Job
+	call   txmgr.Call
+	gas    uint64
+	fees   txmgr.Fees
+	taskID string
+	done   chan error // buffered: the batch never waits for a handler
 }
 
 // combiner collects an account's send requests; at most one batch of an
@@ -136,12 +139,19 @@ func (w *Worker) sendBatch(ctx context.Context, a *Account, batch []*sendReq) {
 		out = append(out, &signed{r: r, tx: tx, raw: raw})
 	}
 
-	// Write-ahead: the signed bytes are durable before any node sees them.
+	// Write-ahead: the signed bytes are durable before any node sees them
+	// (with jobs.WithReplicas, on the replicas too: a step they did not
+	// acknowledge answers ErrNotReplicated and is not broadcast; its task's
+	// retry or the tracker sends it once they have). Each step applies only
+	// where its nonce is bound to its job: after a Redis failover between
+	// the reservation and this write, the new primary may not have the
+	// reservation (ErrNotBound), and the task's retry starts over there.
 	steps := make([]jobs.Step, len(out))
 	for i, s := range out {
 		steps[i] = jobs.Step{ID: s.r.j.ID, From: jobs.Queued, To: jobs.Submitted, Note: "signed",
 			Fields:  jobs.Fields{"from", s.r.call.From.Hex(), "nonce", s.tx.Nonce(), "gas", s.tx.Gas(), "tx_hash", s.tx.Hash().Hex(), "raw", hexutil.Encode(s.raw)},
-			Attempt: newAttempt(s.tx, jobs.KindOriginal, s.r.fees.Head)}
+			Attempt: newAttempt(s.tx, jobs.KindOriginal, s.r.fees.Head),
+			Binding: a.Nonces.KeyTag() + "bound"}
 	}
 	for i, err := range w.store.TransitionMany(ctx, steps) {
 		out[i].err = err
@@ -165,10 +175,22 @@ func (w *Worker) sendBatch(ctx context.Context, a *Account, batch []*sendReq) {
 	if len(sent) == 0 {
 		return
 	}
+	// In nonce order: a job that comes back with a nonce bound earlier (its
+	// last run crashed after reserving) goes before the newer ones, since
+	// some nodes refuse a nonce beyond the next one.
+	sort.SliceStable(sent, func(i, j int) bool { return sent[i].tx.Nonce() < sent[j].tx.Nonce() })
+	for i, s := range sent {
+		txs[i] = s.tx
+	}
 	w.crashPoint("after_persist")
 	errs := txmgr.SendAll(ctx, w.cfg.Backend, txs)
 	w.crashPoint("after_broadcast")
 	for i, s := range sent {
-		s.r.done <- w.broadcastResult(ctx, a, s.r.j.ID, s.tx, errs[i])
+		err := w.broadcastResult(ctx, a, s.r.j.ID, s.tx, errs[i])
+		if err == nil {
+			w.log.Info("broadcast", "job_id", s.r.j.ID, "task_id", s.r.taskID, "nonce", s.tx.Nonce(), "tx_hash", s.tx.Hash().Hex())
+			w.cfg.Metrics.Stage(metrics.StageBroadcast, s.r.j.CreatedAt) // the first broadcast only
+		}
+		s.r.done <- err
 	}
 }

@@ -49,7 +49,9 @@ func (w *Worker) Send(ctx context.Context, id string) error {
 	}
 }
 
-// account picks the signer of a job: the one it names, else the first.
+// account returns the account of the signer a job names. A queued job
+// without one gets its signer from the pool (pick, pool.go); a later job
+// always names one, since reserving a nonce writes it.
 func (w *Worker) account(j *jobs.Job) (*Account, error) {
 	if j.From == "" {
 		return w.accounts[w.order[0]], nil
@@ -64,10 +66,11 @@ func (w *Worker) account(j *jobs.Job) (*Account, error) {
 
 func (w *Worker) submit(ctx context.Context, j *jobs.Job) error {
 	log := w.log.With("job_id", j.ID)
-	a, err := w.account(j)
+	a, release, err := w.pick(ctx, j) // the pool's choice when j names no signer
 	if err != nil {
 		return err
 	}
+	defer release()
 	call, err := jobCall(j, a.Signer.Address())
 	if err != nil {
 		// The API validated it; a record this broken cannot be retried into shape.
@@ -92,7 +95,7 @@ func (w *Worker) submit(ctx context.Context, j *jobs.Job) error {
 			}
 			// A job that already holds a nonce (an earlier run crashed after
 			// reserving it) fails too: the tracker fills that nonce.
-			jerr := w.revertError(jobs.ErrCodeRevertedAtEstimate, err)
+			jerr := w.revertErrorAt(ctx, jobs.ErrCodeRevertedAtEstimate, err, j.To)
 			log.Info("call reverts at estimate; job failed", "reason", jerr.RevertReason)
 			ferr := w.store.TransitionIf(ctx, j.ID, jobs.Queued, jobs.Failed, "reverted at estimate", jobs.Fields{"from", call.From.Hex(), "error", jobs.ErrorField(jerr)}, nil)
 			w.cfg.Metrics.Finished(jobs.Failed, len(j.Attempts), ferr)
@@ -112,7 +115,8 @@ func (w *Worker) submit(ctx context.Context, j *jobs.Job) error {
 		return w.cfg.Metrics.Finished(jobs.Failed, len(j.Attempts), w.store.TransitionIf(ctx, j.ID, jobs.Queued, jobs.Failed, "too much gas",
 			jobs.Fields{"error", jobs.ErrorField(jobs.Error{Code: jobs.ErrCodeRejected, Message: msg})}, nil))
 	}
-	err = w.sendBatched(ctx, a, &sendReq{j: j, call: call, gas: gas, fees: fees, done: make(chan error, 1)})
+	taskID, _ := asynq.GetTaskID(ctx) // "" outside a task (the tracker finishing an orphan)
+	err = w.sendBatched(ctx, a, &sendReq{j: j, call: call, gas: gas, fees: fees, taskID: taskID, done: make(chan error, 1)})
 	if errors.Is(err, errFollow) {
 		return w.Send(ctx, j.ID)
 	}
@@ -136,6 +140,14 @@ func (w *Worker) rebroadcast(ctx context.Context, j *jobs.Job) error {
 	if err != nil {
 		return err
 	}
+	// The bytes may have been persisted by a run whose write the replicas
+	// never acknowledged: send them only once they would survive a
+	// failover (a no-op unless the store waits for replicas).
+	if err := w.store.Replicated(ctx, j.ID, "raw", j.Raw); errors.Is(err, jobs.ErrChanged) {
+		return nil // replaced meanwhile: the tracker sent the new bytes
+	} else if err != nil {
+		return fmt.Errorf("rebroadcast %s: %w", j.ID, err)
+	}
 	w.cfg.Metrics.Rebroadcast(metrics.RebroadcastRetry)
 	return w.broadcast(ctx, a, j.ID, tx)
 }
@@ -153,7 +165,6 @@ func (w *Worker) broadcastResult(ctx context.Context, a *Account, id string, tx 
 	switch c := txmgr.Classify(err); c {
 	case txmgr.ClassNone, txmgr.ClassAlreadyKnown:
 		a.pause(ctx, "")
-		w.cfg.Metrics.Stage(metrics.StageBroadcast, metrics.AcceptedAt(id))
 		return nil
 	case txmgr.ClassNonceTooLow:
 		// Either one of this job's own hashes was mined (a retry whose first

@@ -34,6 +34,16 @@ func (w *Worker) runSweeper(ctx context.Context) {
 		} else if n > 0 {
 			w.log.Warn("sweep re-enqueued jobs whose task was lost", "jobs", n)
 		}
+		if n, err := w.RecoverOrphans(ctx); err != nil && ctx.Err() == nil {
+			w.log.Warn("recover orphaned tasks", "err", err)
+		} else if n > 0 {
+			w.log.Warn("ran jobs whose task was left active by a worker that died", "jobs", n)
+		}
+		if n, err := w.Prune(ctx, time.Now()); err != nil && ctx.Err() == nil {
+			w.log.Warn("prune", "err", err)
+		} else if n > 0 {
+			w.log.Info("deleted jobs past RELAYQ_JOB_RETENTION", "jobs", n)
+		}
 	}
 }
 
@@ -72,6 +82,81 @@ func (w *Worker) Sweep(ctx context.Context, now time.Time) (int, error) {
 		}
 		if err != nil {
 			return n, err
+		}
+		n++
+	}
+	return n, nil
+}
+
+// pruneBatches bounds one sweep's deletions: pruneBatches × sweepBatch jobs.
+const pruneBatches = 50
+
+// Prune deletes jobs in a final status created more than JobRetention
+// before now (none when JobRetention is 0), in batches, and returns how
+// many. Redis holds every job until then: a few kB each.
+func (w *Worker) Prune(ctx context.Context, now time.Time) (int, error) {
+	if w.cfg.JobRetention <= 0 {
+		return 0, nil
+	}
+	total := 0
+	for range pruneBatches {
+		n, err := w.store.Prune(ctx, now.Add(-w.cfg.JobRetention), sweepBatch)
+		total += n
+		if err != nil || n < sweepBatch {
+			return total, err
+		}
+	}
+	return total, nil
+}
+
+// RecoverOrphans runs the jobs of send tasks that Asynq shows active with
+// an expired lease: their worker died holding them (kill -9, a lost
+// machine). Asynq itself hands such a task back only when its recoverer
+// next runs, once a minute, which left a job waiting 60–120 s; the sweeper
+// looks every RELAYQ_SWEEP_AFTER/2. Send is idempotent, so the task Asynq
+// recovers later finds its job already moved on. It returns how many jobs
+// it ran.
+func (w *Worker) RecoverOrphans(ctx context.Context) (int, error) {
+	active, err := w.inspector.ListActiveTasks(tasks.QueueSend, asynq.PageSize(sweepBatch))
+	if err != nil {
+		if errors.Is(err, asynq.ErrQueueNotFound) {
+			return 0, nil
+		}
+		return 0, err
+	}
+	var ids []string
+	for _, t := range active {
+		if !t.IsOrphaned || t.Type != tasks.TypeSend {
+			continue
+		}
+		if p, err := tasks.ParseSendPayload(t.Payload); err == nil {
+			ids = append(ids, p.JobID)
+		}
+	}
+	if len(ids) == 0 {
+		return 0, nil
+	}
+	js, err := w.store.GetMany(ctx, ids)
+	if err != nil {
+		return 0, err
+	}
+	// Within the sweeper's lease: another process may take it afterwards
+	// and find the rest (running one twice is safe, Send is idempotent).
+	ctx, cancel := context.WithTimeout(ctx, w.cfg.SweepAfter/2)
+	defer cancel()
+	n := 0
+	for _, j := range js {
+		if ctx.Err() != nil {
+			break
+		}
+		// Only a job that never got its transaction waits on the task; the
+		// tracker looks after one that did.
+		if j == nil || j.Status != jobs.Queued {
+			continue
+		}
+		if err := w.Send(ctx, j.ID); err != nil {
+			w.log.Warn("run orphaned job", "job_id", j.ID, "err", err)
+			continue
 		}
 		n++
 	}

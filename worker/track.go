@@ -5,6 +5,7 @@ import (
 	"errors"
 	"fmt"
 	"math/big"
+	"strings"
 	"sync"
 	"time"
 
@@ -41,6 +42,9 @@ type Tracker struct {
 	checked  map[string]uint64 // job id → head when its pending tx was last checked or sent
 	missing  map[string]uint64 // job id → head when its nonce was first seen used without a receipt of ours
 	orphans  map[string]uint64 // job id → head when it was first seen queued while holding a nonce
+
+	scanned         uint64 // the last block whose receipts were read whole (scanBlocks)
+	noBlockReceipts bool   // the node does not serve eth_getBlockReceipts
 }
 
 // NewTracker returns the tracker of account a.
@@ -173,14 +177,18 @@ func (t *Tracker) trackUsed(ctx context.Context, head *types.Header, used []trac
 		}
 	}
 	receipts := map[common.Hash]*types.Receipt{}
-	if len(hashes) > 0 {
-		rs, err := t.w.cfg.Backend.TransactionReceipts(ctx, hashes)
+	missing := hashes
+	if len(hashes) >= blockReceiptsMin {
+		missing = t.scanBlocks(ctx, head.Number.Uint64(), hashes, receipts)
+	}
+	if len(missing) > 0 {
+		rs, err := t.w.cfg.Backend.TransactionReceipts(ctx, missing)
 		if err != nil {
 			return err
 		}
 		for i, r := range rs {
 			if r != nil {
-				receipts[hashes[i]] = r
+				receipts[missing[i]] = r
 			}
 		}
 	}
@@ -217,6 +225,61 @@ func (t *Tracker) trackUsed(ctx context.Context, head *types.Header, used []trac
 		delete(t.missing, id)
 	}
 	return errors.Join(errs...)
+}
+
+// blockReceiptsMin is how many of our transactions a tick must look for
+// before it reads whole blocks' receipts instead of one receipt per
+// transaction: one call per block beats a thousand lookups, but a block
+// holding one of ours among hundreds of others' is cheaper looked up alone.
+const blockReceiptsMin = 32
+
+// blockScanMax bounds the blocks one tick reads whole.
+const blockScanMax = 16
+
+// scanBlocks reads the receipts of the blocks mined since the last scan (at
+// most blockScanMax, up to head) with eth_getBlockReceipts, keeps those of
+// hashes in receipts, and returns the hashes it did not find there (mined
+// earlier, or not at all). A node without the method, or any error, leaves
+// every hash to the per-transaction lookup.
+func (t *Tracker) scanBlocks(ctx context.Context, head uint64, hashes []common.Hash, receipts map[common.Hash]*types.Receipt) []common.Hash {
+	br, ok := t.w.cfg.Backend.(txmgr.BlockReceiptser)
+	if !ok || t.noBlockReceipts {
+		return hashes
+	}
+	from := t.scanned + 1
+	if t.scanned == 0 || head-t.scanned > blockScanMax {
+		from = head - min(head, blockScanMax-1)
+	}
+	want := make(map[common.Hash]bool, len(hashes))
+	for _, h := range hashes {
+		want[h] = true
+	}
+	found := map[common.Hash]*types.Receipt{}
+	for n := from; n <= head; n++ {
+		rs, err := br.BlockReceipts(ctx, n)
+		if err != nil {
+			if txmgr.Classify(err) == txmgr.ClassPermanent || strings.Contains(strings.ToLower(err.Error()), "method not found") {
+				t.noBlockReceipts = true // this node cannot: per-transaction lookups from now on
+				t.w.log.Info("the node does not serve eth_getBlockReceipts; receipts are looked up one by one", "err", err)
+			}
+			return hashes
+		}
+		for _, r := range rs {
+			if r != nil && want[r.TxHash] {
+				found[r.TxHash] = r
+			}
+		}
+	}
+	t.scanned = head
+	var missing []common.Hash
+	for _, h := range hashes {
+		if r, ok := found[h]; ok {
+			receipts[h] = r
+		} else {
+			missing = append(missing, h)
+		}
+	}
+	return missing
 }
 
 // trackParallel bounds the jobs one tracker settles at once.
@@ -316,13 +379,14 @@ func (t *Tracker) mined(ctx context.Context, j *jobs.Job, receipts map[common.Ha
 		bn := r.BlockNumber.Uint64()
 		j.BlockNumber = &bn
 		t.w.cfg.Metrics.Stage(metrics.StageMined, j.CreatedAt)
+		t.w.log.Info("mined", "job_id", j.ID, "nonce", won.Nonce, "tx_hash", r.TxHash.Hex(), "block", bn)
 		return true, nil
 	}
 	jerr := jobs.Error{Code: jobs.ErrCodeRevertedOnChain, Message: "transaction reverted on chain"}
 	if tx, err := txmgr.RawTx(j.Raw); err == nil {
 		data, cerr := txmgr.ReplayRevert(ctx, t.w.cfg.Backend, tx, t.a.Signer.Address(), r.BlockNumber)
 		if len(data) > 0 {
-			jerr = t.w.revertError(jobs.ErrCodeRevertedOnChain, cerr)
+			jerr = t.w.revertErrorAt(ctx, jobs.ErrCodeRevertedOnChain, cerr, j.To)
 			jerr.Message = "transaction reverted on chain: " + jerr.Message
 		} else if cerr != nil {
 			jerr.Message += ": " + cerr.Error()
@@ -596,7 +660,14 @@ func (t *Tracker) replace(ctx context.Context, j *jobs.Job, n, gas uint64, fees 
 	if kind == jobs.KindBump || kind == jobs.KindResign {
 		fields = append(fields, "tx_hash", tx.Hash().Hex(), "nonce", n)
 	}
-	if err := t.w.store.Update(ctx, j.ID, j.Status, fields, newAttempt(tx, kind, fees.Head)); err != nil {
+	if kind == jobs.KindResign {
+		// A new nonce: record it only where the allocator binds it to the
+		// job (a rebind lost in a failover must not be signed).
+		err = t.w.store.UpdateBound(ctx, j.ID, j.Status, fields, newAttempt(tx, kind, fees.Head), t.a.Nonces.KeyTag()+"bound")
+	} else {
+		err = t.w.store.Update(ctx, j.ID, j.Status, fields, newAttempt(tx, kind, fees.Head))
+	}
+	if err != nil {
 		var bad *jobs.BadTransitionError
 		if errors.As(err, &bad) {
 			return nil // the job moved on meanwhile; the next tick sees it
@@ -606,12 +677,26 @@ func (t *Tracker) replace(ctx context.Context, j *jobs.Job, n, gas uint64, fees 
 	t.checked[j.ID] = fees.Head
 	t.w.cfg.Metrics.Replaced(kind)
 	t.w.crashPoint("after_replace_persist")
-	return t.send(ctx, j.ID, hexutil.Encode(raw))
+	// Update waited for the replicas (jobs.WithReplicas) already.
+	return t.broadcast(ctx, j.ID, hexutil.Encode(raw))
 }
 
-// send broadcasts persisted bytes and classifies the answer; the tracker
-// looks again next block whatever happens.
+// send broadcasts bytes persisted earlier, once the Redis replicas hold
+// them (jobs.Store.Replicated; at once without WithReplicas): bytes whose
+// write a failover could still lose must not reach a node, or the job
+// could be signed again at another nonce.
 func (t *Tracker) send(ctx context.Context, id, raw string) error {
+	if err := t.w.store.Replicated(ctx, id, "raw", raw); errors.Is(err, jobs.ErrChanged) {
+		return nil // replaced meanwhile; the next tick looks at the new bytes
+	} else if err != nil {
+		return fmt.Errorf("re-broadcast %s: %w", id, err)
+	}
+	return t.broadcast(ctx, id, raw)
+}
+
+// broadcast sends persisted bytes and classifies the answer; the tracker
+// looks again next block whatever happens.
+func (t *Tracker) broadcast(ctx context.Context, id, raw string) error {
 	tx, err := txmgr.RawTx(raw)
 	if err != nil {
 		return err
@@ -656,6 +741,7 @@ func (t *Tracker) confirm(ctx context.Context, j *jobs.Job, head *types.Header, 
 	}
 	t.w.cfg.Metrics.Finished(jobs.Confirmed, len(j.Attempts), nil)
 	t.w.cfg.Metrics.Stage(metrics.StageConfirmed, j.CreatedAt)
+	t.w.log.Info("confirmed", "job_id", j.ID, "tx_hash", j.TxHash, "block", bn)
 	return t.a.Nonces.Release(ctx, j.ID)
 }
 

@@ -229,6 +229,7 @@ func (w *Worker) HandleWebhookTask(ctx context.Context, t *asynq.Task) error {
 			st.LastError = fmt.Sprintf("gave up after %d attempts: %s", retried+1, st.LastError)
 		}
 	}
+	w.cfg.Metrics.WebhookDelivery(st.LastStatus)
 	// The outcome is recorded even when the task's context has ended.
 	sctx, cancel := context.WithTimeout(context.WithoutCancel(ctx), 5*time.Second)
 	defer cancel()

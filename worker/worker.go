@@ -38,7 +38,10 @@ type Config struct {
 	Concurrency  int
 	PollInterval time.Duration // how often trackers look for a new block
 	SweepAfter   time.Duration // a queued job this old is re-enqueued if its task is gone
-	MaxFeePerGas *big.Int      // fee cap ceiling, wei per gas
+	// JobRetention is how long a job in a final status is kept (from its
+	// creation) before the sweeper deletes it; 0 keeps jobs forever.
+	JobRetention time.Duration
+	MaxFeePerGas *big.Int // fee cap ceiling, wei per gas
 	// StuckBlocks is how many blocks a transaction may wait unmined before it
 	// is replaced with higher fees (default 3).
 	StuckBlocks uint64
@@ -64,6 +67,14 @@ type Config struct {
 	Log      *slog.Logger
 	Webhook  WebhookConfig    // webhook delivery (see worker/webhook.go)
 	Metrics  *metrics.Metrics // nil: none; give Backend through txmgr.Observed to count RPC calls
+	// StoreOptions configure the job store: with jobs.WithReplicas no
+	// signed transaction is broadcast before Redis replicas hold it.
+	StoreOptions []jobs.Option
+	// MaxInFlight is how many transactions one signer may have in flight
+	// (reserved, not yet final) before its jobs wait; a job without from
+	// goes to the least-loaded signer under it (default
+	// DefaultMaxInFlight; see pool.go).
+	MaxInFlight int
 }
 
 // Account is one signer with its nonce allocator.
@@ -100,6 +111,7 @@ type Worker struct {
 	log       *slog.Logger
 	registry  *nonce.Registry
 	hooks     webhooks // the webhook client, made on first use
+	pool      pool     // chooses the signer of a job without from (pool.go)
 }
 
 // New connects the worker to the chain: it reads the chain id and
@@ -135,7 +147,7 @@ func New(ctx context.Context, cfg Config) (*Worker, error) {
 	}
 	w := &Worker{
 		cfg:       cfg,
-		store:     jobs.NewStore(cfg.Redis, cfg.Prefix),
+		store:     jobs.NewStore(cfg.Redis, cfg.Prefix, cfg.StoreOptions...),
 		chainID:   id,
 		accounts:  map[common.Address]*Account{},
 		fees:      txmgr.NewFeeOracle(cfg.Backend, cfg.MaxFeePerGas, cfg.PollInterval/2),

@@ -21,6 +21,8 @@ func runBench(ctx context.Context, args []string, stdout, stderr io.Writer) erro
 	fs.IntVar(&o.NaiveJobs, "naive-jobs", 20, "jobs of the naive loop (about one per block)")
 	fs.IntVar(&o.Signers, "signers", 4, "signers of the multi-signer scenario")
 	fs.IntVar(&o.APIJobs, "api-jobs", 10000, "jobs posted to the API alone, flat out")
+	fs.IntVar(&o.APIRate, "api-rate", 1000, "jobs/s of the API's paced phase (its latency is the one to read)")
+	fs.IntVar(&o.APISeconds, "api-seconds", 5, "length of the API's paced phase, in seconds")
 	fs.IntVar(&o.SoakJobs, "soak-jobs", 100000, "jobs of the soak (run it with -only soak)")
 	fs.IntVar(&o.SoakRate, "soak-rate", 1000, "jobs/s posted during the soak")
 	fs.IntVar(&o.Clients, "clients", 32, "concurrent HTTP clients posting jobs")
@@ -41,7 +43,7 @@ func runBench(ctx context.Context, args []string, stdout, stderr io.Writer) erro
 	if fs.NArg() > 0 {
 		return fmt.Errorf("relayq bench: unexpected argument %q", fs.Arg(0))
 	}
-	if o.Jobs < 1 || o.NaiveJobs < 1 || o.Signers < 1 || o.Clients < 1 || o.BlockTime < 1 || o.APIJobs < 1 || o.SoakJobs < 1 || o.SoakRate < 1 {
+	if o.Jobs < 1 || o.NaiveJobs < 1 || o.Signers < 1 || o.Clients < 1 || o.BlockTime < 1 || o.APIJobs < 1 || o.APIRate < 1 || o.APISeconds < 1 || o.SoakJobs < 1 || o.SoakRate < 1 {
 		return fmt.Errorf("relayq bench: -jobs, -naive-jobs, -api-jobs, -soak-jobs, -soak-rate, -signers, -clients and -block-time must be at least 1")
 	}
 	if o.Signers > 10 {

@@ -17,6 +17,7 @@ import (
 
 	"github.com/relayq/relayq/config"
 	"github.com/relayq/relayq/internal/devchain"
+	"github.com/relayq/relayq/internal/redisconn"
 )
 
 // runDev runs the whole of relayq in one process with nothing to set up: an
@@ -151,12 +152,5 @@ func allowedList(ps []netip.Prefix) string {
 	return "public addresses and " + strings.Join(s, ", ")
 }
 
-// redactURL hides a password in a Redis URL.
-func redactURL(u string) string {
-	at := strings.LastIndex(u, "@")
-	scheme := strings.Index(u, "://")
-	if at < 0 || scheme < 0 || at < scheme {
-		return u
-	}
-	return u[:scheme+3] + "***" + u[at:]
-}
+// redactURL hides the passwords in a Redis URL.
+func redactURL(u string) string { return redisconn.Redact(u) }

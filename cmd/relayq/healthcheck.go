@@ -8,9 +8,8 @@ import (
 	"net/http"
 	"time"
 
-	"github.com/redis/go-redis/v9"
-
 	"github.com/relayq/relayq/config"
+	"github.com/relayq/relayq/internal/redisconn"
 	"github.com/relayq/relayq/txmgr"
 )
 
@@ -43,16 +42,17 @@ func runHealthcheck(ctx context.Context, args []string, getenv func(string) stri
 	if cfg.RPCURL == "" {
 		return errors.New("healthcheck: RELAYQ_RPC_URL is not set")
 	}
-	ropt, err := redis.ParseURL(cfg.RedisURL)
+	conn, err := redisconn.Parse(cfg.RedisURL)
 	if err != nil {
 		return fmt.Errorf("healthcheck: REDIS_URL: %w", err)
 	}
-	rdb := redis.NewClient(ropt)
+	rdb := conn.Client(1)
 	defer rdb.Close()
 	if err := rdb.Ping(ctx).Err(); err != nil {
 		return fmt.Errorf("healthcheck: redis: %w", err)
 	}
-	node, err := txmgr.Dial(ctx, cfg.RPCURL, 2*time.Second)
+	// With several RPC URLs, one answering is healthy: the others fail over.
+	node, err := txmgr.DialNode(ctx, cfg.RPCURLs(), 2*time.Second, nil)
 	if err != nil {
 		return fmt.Errorf("healthcheck: node: %w", err)
 	}

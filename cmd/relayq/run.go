@@ -13,12 +13,11 @@ import (
 	"sync"
 	"time"
 
-	"github.com/hibiken/asynq"
-	"github.com/redis/go-redis/v9"
-
 	"github.com/relayq/relayq/api"
 	"github.com/relayq/relayq/config"
 	"github.com/relayq/relayq/internal/devchain/contract"
+	"github.com/relayq/relayq/internal/redisconn"
+	"github.com/relayq/relayq/jobs"
 	"github.com/relayq/relayq/signer"
 	"github.com/relayq/relayq/txmgr"
 	"github.com/relayq/relayq/worker"
@@ -103,16 +102,19 @@ func runServer(ctx context.Context, role config.Role, getenv func(string) string
 
 // serve runs the parts of relayq that role names until ctx ends.
 func serve(ctx context.Context, role config.Role, cfg config.Config, log *slog.Logger, stdout io.Writer) error {
-	ropt, err := redis.ParseURL(cfg.RedisURL)
+	conn, err := redisconn.Parse(cfg.RedisURL)
 	if err != nil {
 		return fmt.Errorf("REDIS_URL: %w", err)
 	}
-	if !strings.Contains(cfg.RedisURL, "pool_size=") {
-		// go-redis keeps 10 connections per CPU; every worker handler (and
-		// Asynq's own loops) may hold one at once.
-		ropt.PoolSize = max(ropt.PoolSize, cfg.Concurrency+32)
+	// go-redis keeps 10 connections per CPU; every worker handler (and
+	// Asynq's own loops) may hold one at once, unless the URL says pool_size.
+	rdb := conn.Client(cfg.Concurrency + 32)
+	// On a cluster all of the deployment's keys share one hash tag.
+	cfg.Prefix = conn.KeyPrefix(cfg.Prefix)
+	var storeOpts []jobs.Option
+	if cfg.RedisMinReplicas > 0 {
+		storeOpts = append(storeOpts, jobs.WithReplicas(cfg.RedisMinReplicas, cfg.RedisWaitTimeout))
 	}
-	rdb := redis.NewClient(ropt)
 	// An abandoned shutdown (see below) leaves the client open: Asynq's
 	// goroutines still running would panic on a closed one.
 	abandoned := false
@@ -122,16 +124,15 @@ func serve(ctx context.Context, role config.Role, cfg config.Config, log *slog.L
 		}
 	}()
 	// The monitor opens connections of its own, from the same URL.
-	connOpt, err := asynq.ParseRedisURI(cfg.RedisURL)
-	if err != nil {
-		return fmt.Errorf("REDIS_URL: %w", err)
-	}
+	connOpt := conn.AsynqOpt()
 	startCtx, cancel := context.WithTimeout(ctx, 30*time.Second)
 	defer cancel()
 	if err := rdb.Ping(startCtx).Err(); err != nil {
 		return fmt.Errorf("redis at REDIS_URL does not answer: %w", err)
 	}
-	node, err := txmgr.Dial(startCtx, cfg.RPCURL, cfg.RPCTimeout)
+	log.Info("redis", "mode", conn.Mode(), "addrs", conn.Addrs(), "prefix", cfg.Prefix, "min_replicas", cfg.RedisMinReplicas)
+	// Several URLs: reads fail over, broadcasts go to all (txmgr.Multi).
+	node, err := txmgr.DialNode(startCtx, cfg.RPCURLs(), cfg.RPCTimeout, log)
 	if err != nil {
 		return fmt.Errorf("RELAYQ_RPC_URL: %w", err)
 	}
@@ -146,6 +147,20 @@ func serve(ctx context.Context, role config.Role, cfg config.Config, log *slog.L
 			return err
 		}
 	}
+	if len(cfg.KeystoreFiles) > 0 {
+		pw, err := signer.KeystorePassword(cfg.KeystorePasswordFile, cfg.KeystorePassword)
+		if err != nil {
+			return err
+		}
+		ks, err := signer.FromKeystoreFiles(cfg.KeystoreFiles, pw, chainID)
+		if err != nil {
+			return err
+		}
+		signers = append(signers, ks...)
+		if err := signer.Unique(signers); err != nil {
+			return err
+		}
+	}
 	m, backend := instrument(cfg, rdb, node, chainID, signers, log)
 	var wg sync.WaitGroup
 	errc := make(chan error, 2)
@@ -154,7 +169,7 @@ func serve(ctx context.Context, role config.Role, cfg config.Config, log *slog.L
 	if role&config.RoleWorker != 0 {
 		w, err := worker.New(startCtx, worker.Config{
 			Redis: rdb, Prefix: cfg.Prefix, Backend: backend, Signers: signers, Metrics: m,
-			Concurrency: cfg.Concurrency, PollInterval: cfg.PollInterval, SweepAfter: cfg.SweepAfter,
+			Concurrency: cfg.Concurrency, PollInterval: cfg.PollInterval, SweepAfter: cfg.SweepAfter, JobRetention: cfg.JobRetention,
 			MaxFeePerGas: new(big.Int).SetUint64(cfg.MaxFeePerGasWei), Log: log,
 			CrashAt: cfg.TestCrashAt, StuckBlocks: cfg.StuckBlocks, BumpPercent: int(cfg.BumpPercent),
 			Webhook: worker.WebhookConfig{Secret: cfg.WebhookSecret, Allow: cfg.WebhookAllow},
@@ -164,6 +179,8 @@ func serve(ctx context.Context, role config.Role, cfg config.Config, log *slog.L
 			// In-flight handlers get the drain time; the rest of the
 			// shutdown bound is for handing unfinished tasks back.
 			ShutdownTimeout: cfg.DrainTimeout(),
+			StoreOptions:    storeOpts,
+			MaxInFlight:     cfg.SignerMaxInFlight,
 		})
 		if err != nil {
 			return err
@@ -182,6 +199,8 @@ func serve(ctx context.Context, role config.Role, cfg config.Config, log *slog.L
 			Signers: signer.Addresses(signers), Confirmations: cfg.Confirmations, MonitorWrite: cfg.MonitorWrite, Log: log,
 			WebhookSecret: cfg.WebhookSecret, WebhookAllow: cfg.WebhookAllow,
 			RateLimit: float64(cfg.RateLimit), RateBurst: int(cfg.RateBurst), RequestTimeout: cfg.RequestTimeout,
+			StoreOptions: storeOpts,
+			ErrorABI:     &contract.ABI, // as the worker's: the sample contract's custom errors by name
 		})
 		if err != nil {
 			return err

@@ -185,12 +185,18 @@ type apiError struct {
 	Code    string `json:"code"`
 	Message string `json:"message"`
 	Field   string `json:"field"`
+	// RequestID is the id the API logged the request under: quote it when
+	// asking an operator what happened.
+	RequestID string `json:"request_id"`
 }
 
 func (e *apiError) Error() string {
 	s := fmt.Sprintf("API answered %d %s: %s", e.Status, e.Code, e.Message)
 	if e.Field != "" {
 		s += fmt.Sprintf(" (field %q)", e.Field)
+	}
+	if e.RequestID != "" {
+		s += fmt.Sprintf(" [request %s]", e.RequestID)
 	}
 	return s
 }
@@ -262,6 +268,9 @@ type jobView struct {
 	Attempts        []struct {
 		Kind string `json:"kind"`
 	} `json:"attempts"`
+	History []struct {
+		To string `json:"to"`
+	} `json:"history"`
 	Error *struct {
 		Code         string `json:"code"`
 		Message      string `json:"message"`
@@ -304,12 +313,23 @@ func waitJob(ctx context.Context, c *apiClient, id string, timeout, interval tim
 	var last *jobView
 	var lastRaw []byte
 	lastLine, lastErr := "", ""
+	shown := 0 // history entries accounted for
 	for {
 		j, raw, err := c.job(wctx, id)
 		var ae *apiError
 		switch {
 		case err == nil:
 			last, lastRaw, lastErr = j, raw, ""
+			// Statuses the job passed through between two polls come from
+			// its history, so a fast job still shows every step.
+			for k := shown; k < len(j.History)-1; k++ {
+				if k > 0 || lastLine == "" {
+					p.event(j.History[k].To)
+				}
+			}
+			if len(j.History) > 0 {
+				shown = len(j.History) - 1
+			}
 			if line := progressLine(j); line != lastLine {
 				p.event(line)
 				lastLine = line

@@ -164,3 +164,18 @@ func TestStatusWaitSpinnerOnATerminal(t *testing.T) {
 	require.Regexp(t, `\r\x1b\[K +[0-9.]+s  confirmed  block 5\n$`, s, "the spinner is erased before the last line")
 	require.Contains(t, s, "mined      block 5, waiting for 2 confirmations\n")
 }
+
+// A job that moves faster than the polls still shows every status it passed
+// through: they come from its history.
+func TestStatusWaitShowsStepsBetweenPolls(t *testing.T) {
+	t.Parallel()
+	_, url := startScripted(t,
+		job(`"status":"queued","nonce":null,"attempts":[],"history":[{"to":"queued"}]`),
+		job(`"status":"confirmed","nonce":3,"tx_hash":"0xaa","block_number":9,"attempts":[{"kind":"original"}],
+			"history":[{"to":"queued"},{"to":"submitted"},{"to":"mined"},{"to":"confirmed"}]`),
+	)
+	var out, errOut bytes.Buffer
+	err := run(context.Background(), []string{"relayq", "status", "j1", "--wait", "--interval", "50ms", "--api", url}, envOf(nil), &out, &errOut)
+	require.NoError(t, err, errOut.String())
+	require.Equal(t, []string{"queued", "submitted", "mined", "confirmed  block 9"}, progressLines(out.String()), out.String())
+}

@@ -168,6 +168,7 @@ func TestSubmitAndStatusAgainstARunningAPI(t *testing.T) {
 		require.Contains(t, errOut, "to must be a 0x-prefixed 20-byte hex address")
 		require.Contains(t, errOut, `(field "to")`)
 		require.Contains(t, errOut, "400 invalid_address")
+		require.Regexp(t, `\[request [0-9A-Za-z]+\]`, errOut, "the request id to quote to an operator")
 
 		_, errOut, code = d.cli(t, "submit", "--to", d.counter, "--function", "add(uint256)", "--args", `["1", "2"]`)
 		require.Equal(t, exitError, code)

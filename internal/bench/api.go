@@ -9,8 +9,8 @@ import (
 
 // runAPI measures `relayq api` on its own (its Redis writes and the Asynq
 // enqueue included, no worker draining the queue): as many jobs as the
-// clients can post, then a steady 1,000 jobs/s for five seconds, whose
-// latencies are the ones to read.
+// clients can post, then a steady APIRate jobs/s (1,000) for APISeconds (5),
+// whose latencies are the ones to read.
 func (o *Options) runAPI(ctx context.Context, dir string) ([]*Result, error) {
 	st, err := o.startStack(ctx, dir, "api-alone", 0, false)
 	if err != nil {
@@ -30,8 +30,8 @@ func (o *Options) runAPI(ctx context.Context, dir string) ([]*Result, error) {
 	u := st.api.usage()
 	sat.CPU, sat.PeakRSS = u.CPU, u.PeakRSS
 
-	const rate, secs = 1000, 5
-	paced := &Result{Name: "API alone, 1,000/s", Jobs: rate * secs, NoRatio: true}
+	rate, secs := o.APIRate, o.APISeconds
+	paced := &Result{Name: fmt.Sprintf("API alone, %d/s", rate), Jobs: rate * secs, NoRatio: true}
 	paced.Accept = make([]time.Duration, paced.Jobs)
 	var wg sync.WaitGroup
 	var mu sync.Mutex
@@ -41,7 +41,7 @@ func (o *Options) runAPI(ctx context.Context, dir string) ([]*Result, error) {
 	for i := range paced.Jobs {
 		// Open loop: request i leaves at its time whatever the others do,
 		// so a slow answer shows as latency, not as a lower rate.
-		if d := time.Until(start.Add(time.Duration(i) * time.Second / rate)); d > 0 {
+		if d := time.Until(start.Add(time.Duration(i) * time.Second / time.Duration(rate))); d > 0 {
 			time.Sleep(d)
 		}
 		sem <- struct{}{}

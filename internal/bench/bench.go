@@ -24,6 +24,8 @@ type Options struct {
 	NaiveJobs     int           // jobs of the naive loop (it does about one per block)
 	Signers       int           // signers of the multi-signer scenario
 	APIJobs       int           // jobs posted to the API alone, flat out
+	APIRate       int           // jobs/s of the API's paced phase
+	APISeconds    int           // length of the API's paced phase
 	SoakJobs      int           // jobs of the soak (only run when asked for: -only soak)
 	SoakRate      int           // jobs/s posted during the soak
 	Clients       int           // concurrent HTTP clients posting jobs
@@ -56,6 +58,12 @@ func (o *Options) Defaults() {
 	}
 	if o.APIJobs == 0 {
 		o.APIJobs = 10000
+	}
+	if o.APIRate == 0 {
+		o.APIRate = 1000
+	}
+	if o.APISeconds == 0 {
+		o.APISeconds = 5
 	}
 	if o.SoakJobs == 0 {
 		o.SoakJobs = 100000

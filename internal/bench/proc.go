@@ -168,13 +168,4 @@ func findBinary(explicit, name string, candidates ...string) (string, error) {
 	return "", errors.New(name + " not found: run `make deps` (scripts/install-test-deps.sh) or pass its path")
 }
 
-// dialOK succeeds once something accepts TCP connections on addr.
-func dialOK(addr string) error {
-	c, err := net.DialTimeout("tcp", addr, time.Second)
-	if err != nil {
-		return err
-	}
-	return c.Close()
-}
-
 func numCPU() int { return runtime.NumCPU() }

@@ -7,6 +7,7 @@ import (
 	"fmt"
 	"math/big"
 	"net/http"
+	"slices"
 	"sync"
 	"testing"
 	"time"
@@ -345,4 +346,127 @@ func TestReconcileOnDemand(t *testing.T) {
 	s.runWorker()
 	j := s.wait(s.submit(fmt.Sprintf(`{"to":%q,"function":"increment()"}`, s.counter)).ID, jobs.Confirmed)
 	require.Equal(t, uint64(2), *j.Nonce)
+}
+
+// rejectOneInABatch holds the first batch of broadcasts back a moment (so
+// the jobs behind it gather into one batch), then refuses for good one
+// transaction in the middle of the next batch of several, passing the rest
+// of that batch to the node as one JSON-RPC batch.
+type rejectOneInABatch struct {
+	txmgr.Backend
+	mu       sync.Mutex
+	calls    int
+	rejected common.Hash
+	batchLen int
+}
+
+func (r *rejectOneInABatch) SendTransactions(ctx context.Context, txs []*types.Transaction) []error {
+	r.mu.Lock()
+	r.calls++
+	first := r.calls == 1
+	reject := -1
+	if !first && len(txs) >= 3 && r.rejected == (common.Hash{}) {
+		reject = len(txs) / 2
+		r.rejected, r.batchLen = txs[reject].Hash(), len(txs)
+	}
+	r.mu.Unlock()
+	if first {
+		time.Sleep(300 * time.Millisecond)
+	}
+	if reject < 0 {
+		return r.Backend.(txmgr.BatchSender).SendTransactions(ctx, txs)
+	}
+	rest := append(append([]*types.Transaction{}, txs[:reject]...), txs[reject+1:]...)
+	errs := r.Backend.(txmgr.BatchSender).SendTransactions(ctx, rest)
+	return append(append(append([]error{}, errs[:reject]...), errors.New("intrinsic gas too low: have 21000, want 21464")), errs[reject:]...)
+}
+
+// One transaction of a batch refused for good: its job fails and its nonce is
+// filled, the rest of the batch is broadcast and confirmed, and the signer's
+// nonces stay contiguous.
+func TestOneRejectionInABatchOfBroadcasts(t *testing.T) {
+	t.Parallel()
+	rej := &rejectOneInABatch{}
+	s := newStack(t, stackOptions{wrap: func(b txmgr.Backend) txmgr.Backend { rej.Backend = b; return rej }, worker: func(c *worker.Config) { c.Concurrency = 32 }})
+	const n = 12
+	ids := make([]string, n)
+	for i := range ids {
+		ids[i] = s.submit(fmt.Sprintf(`{"to":%q,"function":"increment()"}`, s.counter)).ID
+	}
+	var failed int
+	for _, id := range ids {
+		j := s.waitFor("final", s.mine, func(j jobs.Job) bool { return j.Status.Terminal() }, id)
+		if j.Status == jobs.Failed {
+			failed++
+			require.Equal(t, jobs.ErrCodeRejected, j.Error.Code)
+			require.Equal(t, rej.rejected.Hex(), j.TxHash, "the refused transaction's job failed")
+			s.waitFor("gap fill", s.mine, func(j jobs.Job) bool {
+				return slices.Contains(kinds(j), jobs.KindGapFill)
+			}, id)
+		} else {
+			require.Equal(t, jobs.Confirmed, j.Status)
+		}
+	}
+	rej.mu.Lock()
+	require.NotEqual(t, common.Hash{}, rej.rejected, "a batch of at least 3 broadcasts was sent (%d calls)", rej.calls)
+	rej.mu.Unlock()
+	require.Equal(t, 1, failed)
+	require.Equal(t, uint64(n-1), s.count(), "every other job executed once")
+	latest, err := s.node.NonceAt(context.Background(), s.signer, nil)
+	require.NoError(t, err)
+	require.Equal(t, uint64(n), latest, "n nonces used: n-1 jobs and one gap fill")
+}
+
+// blockReceipts passes eth_getBlockReceipts through, counting the calls, or
+// answers every one as a node without the method would.
+type blockReceipts struct {
+	txmgr.Backend
+	mu          sync.Mutex
+	calls       int
+	unsupported bool
+}
+
+func (b *blockReceipts) BlockReceipts(ctx context.Context, n uint64) ([]*types.Receipt, error) {
+	b.mu.Lock()
+	b.calls++
+	b.mu.Unlock()
+	if b.unsupported {
+		return nil, errors.New("the method eth_getBlockReceipts does not exist/is not available (method not found)")
+	}
+	return b.Backend.(txmgr.BlockReceiptser).BlockReceipts(ctx, n)
+}
+
+func (b *blockReceipts) SendTransactions(ctx context.Context, txs []*types.Transaction) []error {
+	return b.Backend.(txmgr.BatchSender).SendTransactions(ctx, txs)
+}
+
+// Many of a signer's transactions mined at once are found by reading whole
+// blocks' receipts; a node without eth_getBlockReceipts is asked receipt by
+// receipt instead. Either way every job is confirmed once.
+func TestReceiptsByBlockAndTheFallback(t *testing.T) {
+	t.Parallel()
+	for _, unsupported := range []bool{false, true} {
+		br := &blockReceipts{unsupported: unsupported}
+		s := newStack(t, stackOptions{anvilArgs: []string{"--no-mining"}, wrap: func(b txmgr.Backend) txmgr.Backend { br.Backend = b; return br },
+			worker: func(c *worker.Config) { c.Concurrency = 64 }})
+		const n = 40
+		ids := make([]string, n)
+		for i := range ids {
+			ids[i] = s.submit(fmt.Sprintf(`{"to":%q,"function":"increment()"}`, s.counter)).ID
+		}
+		for _, id := range ids {
+			s.waitFor("submitted", nil, func(j jobs.Job) bool { return j.Status != jobs.Queued }, id)
+		}
+		s.mine() // all 40 in one block: one tick finds them all
+		for _, id := range ids {
+			s.waitFor("confirmed", s.mine, status(jobs.Confirmed), id)
+		}
+		require.Equal(t, uint64(n), s.count())
+		br.mu.Lock()
+		require.Positive(t, br.calls, "unsupported=%v: whole blocks were asked for", unsupported)
+		if unsupported {
+			require.Equal(t, 1, br.calls, "after the node said it cannot, it is not asked again")
+		}
+		br.mu.Unlock()
+	}
 }

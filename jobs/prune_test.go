@@ -1,0 +1,71 @@
+package jobs_test
+
+import (
+	"context"
+	"testing"
+	"time"
+
+	"github.com/stretchr/testify/require"
+
+	"github.com/relayq/relayq/jobs"
+)
+
+// Prune deletes old jobs in a final status, and only those: a queued job of
+// the same age and a recent confirmed one stay, and the indexes follow.
+func TestPruneDeletesOldFinalJobsOnly(t *testing.T) {
+	t.Parallel()
+	s, rdb := setup(t)
+	ctx := context.Background()
+	old := time.Now().Add(-48 * time.Hour)
+	create := func(at time.Time, to ...jobs.Status) string {
+		j := newJob()
+		j.ID = jobs.NewIDAt(at)
+		_, _, err := s.Create(ctx, j, "")
+		require.NoError(t, err)
+		for _, st := range to {
+			_, err := s.Transition(ctx, j.ID, st, "", nil, nil)
+			require.NoError(t, err)
+		}
+		return j.ID
+	}
+	confirmed := create(old, jobs.Submitted, jobs.Mined, jobs.Confirmed)
+	failed := create(old.Add(time.Minute), jobs.Failed)
+	cancelled := create(old.Add(2*time.Minute), jobs.Cancelled)
+	queued := create(old)
+	inFlight := create(old, jobs.Submitted)
+	recent := create(time.Now(), jobs.Submitted, jobs.Mined, jobs.Confirmed)
+
+	n, err := s.Prune(ctx, time.Now().Add(-24*time.Hour), 2)
+	require.NoError(t, err)
+	require.Equal(t, 2, n, "at most the limit")
+	n, err = s.Prune(ctx, time.Now().Add(-24*time.Hour), 100)
+	require.NoError(t, err)
+	require.Equal(t, 1, n)
+
+	for _, id := range []string{confirmed, failed, cancelled} {
+		_, err := s.Get(ctx, id)
+		require.ErrorIs(t, err, jobs.ErrNotFound, id)
+		left, err := rdb.Exists(ctx, s.JobKey(id), s.JobKey(id)+":history", s.JobKey(id)+":attempts").Result()
+		require.NoError(t, err)
+		require.Zero(t, left)
+	}
+	for _, id := range []string{queued, inFlight, recent} {
+		_, err := s.Get(ctx, id)
+		require.NoError(t, err, id)
+	}
+	all, _, err := s.List(ctx, "", 100, "")
+	require.NoError(t, err)
+	require.Len(t, all, 3)
+	for _, st := range []jobs.Status{jobs.Confirmed, jobs.Failed, jobs.Cancelled} {
+		c, err := s.Count(ctx, st)
+		require.NoError(t, err)
+		want := int64(0)
+		if st == jobs.Confirmed {
+			want = 1 // the recent one
+		}
+		require.Equal(t, want, c, st)
+	}
+	created, ok := jobs.CreatedAt(confirmed)
+	require.True(t, ok)
+	require.WithinDuration(t, old, created, time.Millisecond, "NewIDAt stamps the given time")
+}
