@@ -17,12 +17,7 @@ func (s *Store) UpdateBound(ctx context.Context, id string, in Status, fields Fi
 	}
 	keys = append(keys, binding)
 	from := []Status{in}
-	if s.replicas == 0 {
-		res, err := boundTransitionScript.Run(ctx, s.rdb, keys, args...).Slice()
-		return boundOutcome(id, in, from, res, err)
-	}
-	cmd, werr := s.runWaited(ctx, boundTransitionScript, keys, args...)
-	res, err := cmd.Slice()
+	res, werr, err := s.runScript(ctx, boundTransitionScript, keys, args...)
 	if err = boundOutcome(id, in, from, res, err); err == nil && werr != nil {
 		return fmt.Errorf("update job %s: %w", id, werr)
 	}

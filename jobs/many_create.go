@@ -137,15 +137,7 @@ func (s *Store) CreateMany(ctx context.Context, js []*Job, idemKeys []string) (o
 		args = append(args, j.ID, idem, string(hist), len(f))
 		args = append(args, f...)
 	}
-	var res []any
-	var werr error
-	if s.replicas == 0 {
-		res, err = createManyScript.Run(ctx, s.rdb, keys, args...).Slice()
-	} else {
-		var cmd *redis.Cmd
-		cmd, werr = s.runWaited(ctx, createManyScript, keys, args...)
-		res, err = cmd.Slice()
-	}
+	res, werr, err := s.runScript(ctx, createManyScript, keys, args...)
 	if err != nil {
 		return nil, nil, fmt.Errorf("create jobs: %w", err)
 	}

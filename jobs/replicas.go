@@ -77,6 +77,19 @@ func (s *Store) waited(ctx context.Context, key string, fill func(p redis.Pipeli
 // waited), loading the script if the server does not have it (a primary
 // that was just promoted has none). cmd holds the script's answer; werr is
 // the WAIT's verdict, which only matters when the script wrote something.
+// runScript runs a write script and, with WithReplicas, the WAIT after it:
+// res and err are the script's answer, werr says the replicas did not
+// acknowledge it in time (the write stands on the primary).
+func (s *Store) runScript(ctx context.Context, script *redis.Script, keys []string, args ...any) (res []any, werr, err error) {
+	if s.replicas == 0 {
+		res, err = script.Run(ctx, s.rdb, keys, args...).Slice()
+		return res, nil, err
+	}
+	cmd, werr := s.runWaited(ctx, script, keys, args...)
+	res, err = cmd.Slice()
+	return res, werr, err
+}
+
 func (s *Store) runWaited(ctx context.Context, script *redis.Script, keys []string, args ...any) (cmd *redis.Cmd, werr error) {
 	for attempt := 0; ; attempt++ {
 		werr = s.waited(ctx, keys[0], func(p redis.Pipeliner) {

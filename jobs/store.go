@@ -117,15 +117,7 @@ func (s *Store) Create(ctx context.Context, j *Job, idemKey string) (job *Job, c
 	args := []any{j.ID, idem, int(IdempotencyTTL / time.Second), string(hist)}
 	args = append(args, s.fields(j)...)
 	keys := []string{s.jobKey(j.ID), s.historyKey(j.ID), s.idemKey(idemKey), s.statusKey(Queued), s.allKey()}
-	var res []any
-	var werr error
-	if s.replicas == 0 {
-		res, err = createScript.Run(ctx, s.rdb, keys, args...).Slice()
-	} else {
-		var cmd *redis.Cmd
-		cmd, werr = s.runWaited(ctx, createScript, keys, args...)
-		res, err = cmd.Slice()
-	}
+	res, werr, err := s.runScript(ctx, createScript, keys, args...)
 	if err != nil {
 		return nil, false, fmt.Errorf("create job: %w", err)
 	}

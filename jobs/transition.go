@@ -118,12 +118,7 @@ func (s *Store) apply(ctx context.Context, id string, to Status, from []Status, 
 	if err != nil {
 		return "", err
 	}
-	if s.replicas == 0 {
-		res, err := transitionScript.Run(ctx, s.rdb, keys, args...).Slice()
-		return outcome(id, to, from, res, err)
-	}
-	cmd, werr := s.runWaited(ctx, transitionScript, keys, args...)
-	res, err := cmd.Slice()
+	res, werr, err := s.runScript(ctx, transitionScript, keys, args...)
 	prev, err := outcome(id, to, from, res, err)
 	if err == nil && werr != nil {
 		// Written on the primary, not yet on enough replicas.
