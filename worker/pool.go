@@ -138,7 +138,9 @@ func (w *Worker) tryPick(ctx context.Context, j *jobs.Job) (*Account, func(), er
 		addr := w.order[(start+i)%len(w.order)]
 		l := p.state[addr]
 		n := l.load()
-		if l.paused {
+		// This process's own mark counts at once: the view read from
+		// Redis may be older than it (or a refresh may be in flight).
+		if l.paused || w.accounts[addr].paused.Load() {
 			paused++
 			if n < limit && (bestPaused == nil || n < bestPausedLoad) {
 				bestPaused, bestPausedLoad = w.accounts[addr], n
