@@ -42,7 +42,7 @@ const (
 	// RELAYQ_REDIS_MIN_REPLICAS asks for one).
 	DefaultRedisWaitTimeout = 500 * time.Millisecond
 	// DefaultSignerMaxInFlight is the per-signer in-flight limit.
-	DefaultSignerMaxInFlight = 500
+	DefaultSignerMaxInFlight = 4096
 )
 
 // Config is everything a relayq process reads from its environment.

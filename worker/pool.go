@@ -16,7 +16,7 @@ import (
 
 // DefaultMaxInFlight is the per-signer in-flight limit when
 // Config.MaxInFlight is 0.
-const DefaultMaxInFlight = 500
+const DefaultMaxInFlight = 4096
 
 // poolRefresh is how old the pool's view of the allocators may get: one
 // Redis read per signer per interval, not per job.

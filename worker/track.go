@@ -256,7 +256,7 @@ func (t *Tracker) scanBlocks(ctx context.Context, head uint64, hashes []common.H
 	}
 	found := map[common.Hash]*types.Receipt{}
 	for n := from; n <= head; n++ {
-		rs, err := br.BlockReceipts(ctx, n)
+		rs, err := t.w.receipts.get(ctx, br, n, 3*t.w.cfg.PollInterval)
 		if err != nil {
 			if txmgr.Classify(err) == txmgr.ClassPermanent || strings.Contains(strings.ToLower(err.Error()), "method not found") {
 				t.noBlockReceipts = true // this node cannot: per-transaction lookups from now on

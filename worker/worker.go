@@ -100,6 +100,7 @@ func (a *Account) pause(ctx context.Context, reason string) {
 
 // Worker executes jobs.
 type Worker struct {
+	receipts  blockReceipts // whole blocks' receipts, shared by the trackers
 	cfg       Config
 	store     *jobs.Store
 	chainID   *big.Int
