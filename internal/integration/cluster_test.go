@@ -9,14 +9,11 @@ import (
 	"testing"
 	"time"
 
-	"github.com/ethereum/go-ethereum/crypto"
 	"github.com/redis/go-redis/v9"
 	"github.com/stretchr/testify/require"
 
-	"github.com/relayq/relayq/internal/devchain"
 	"github.com/relayq/relayq/internal/testenv"
 	"github.com/relayq/relayq/jobs"
-	"github.com/relayq/relayq/txmgr"
 )
 
 // newClusterOn is newCluster on a Redis deployment the test started itself
@@ -25,44 +22,10 @@ import (
 // the sample contract, whose address it returns.
 func newClusterOn(t *testing.T, redisURL string, workers int, env ...string) (*cluster, string) {
 	t.Helper()
-	c := &cluster{t: t, bin: testenv.RelayqBinary(t), anvil: testenv.Anvil(t, "--block-time", "1")}
-	ctx, cancel := context.WithTimeout(context.Background(), 30*time.Second)
-	defer cancel()
-	var err error
-	c.node, err = txmgr.Dial(ctx, c.anvil.URL(), 10*time.Second)
-	require.NoError(t, err)
-	t.Cleanup(c.node.Close)
-	keys := c.anvil.Keys()
-	counter, err := devchain.DeployCounter(ctx, c.node, keys[1], func() { _, _ = c.anvil.Call(ctx, "evm_mine") })
-	require.NoError(t, err)
-	c.env = append([]string{
-		"REDIS_URL=" + redisURL,
-		"RELAYQ_RPC_URL=" + c.anvil.URL(),
-		"RELAYQ_PRIVATE_KEYS=" + fmt.Sprintf("%x", crypto.FromECDSA(keys[0])),
-		"RELAYQ_POLL_INTERVAL=200ms",
-		"RELAYQ_WORKER_CONCURRENCY=16",
-		"RELAYQ_RPC_TIMEOUT=3s",
-		"RELAYQ_RATE_LIMIT=0",
-		"RELAYQ_LOG_LEVEL=info",
-	}, env...)
-	for range workers {
-		c.addWorker()
-	}
-	port := testenv.FreePort(t)
-	c.apiURL = fmt.Sprintf("http://127.0.0.1:%d", port)
-	apiEnv := append([]string{"RELAYQ_LISTEN=127.0.0.1:" + fmt.Sprint(port), "RELAYQ_API_KEYS=" + testAPIKey}, c.env...)
-	testenv.Start(t, "api", c.bin, apiEnv, func() error {
-		res, err := http.Get(c.apiURL + "/readyz")
-		if err != nil {
-			return err
-		}
-		res.Body.Close()
-		if res.StatusCode != http.StatusOK {
-			return fmt.Errorf("readyz %d", res.StatusCode)
-		}
-		return nil
-	}, "api")
-	return c, counter.Hex()
+	return newCluster(t, clusterOptions{
+		workers: workers, anvilArgs: []string{"--block-time", "1"}, redisURL: redisURL,
+		env: append([]string{"RELAYQ_RATE_LIMIT=0"}, env...),
+	})
 }
 
 // TestRedisCluster runs the core flow on a three-master Redis Cluster:
@@ -78,20 +41,8 @@ func TestRedisCluster(t *testing.T) {
 	const n = 100
 	ids := c.post(n, fmt.Sprintf(`{"to":%q,"function":"increment()"}`, counter))
 	all := c.waitAll(ids, 2*time.Minute)
-	seen := map[uint64]string{}
-	for _, j := range all {
-		require.Equal(t, jobs.Confirmed, j.Status, "job %s: %+v", j.ID, j.Error)
-		require.NotNil(t, j.Nonce)
-		require.Empty(t, seen[*j.Nonce], "nonce %d bound to two jobs", *j.Nonce)
-		seen[*j.Nonce] = j.ID
-	}
-	for i := range uint64(n) {
-		require.NotEmpty(t, seen[i], "nonce %d unused: the sequence has a gap", i)
-	}
-	require.Equal(t, uint64(n), counterValue(t, c.node, commonAddr(counter)), "the contract counted every job exactly once")
-	latest, pending := c.nonces()
-	require.Equal(t, uint64(n), latest)
-	require.Equal(t, latest, pending)
+	requireOncePerNonce(t, all, n)
+	c.requireExecutedOnce(n, counter)
 
 	// Where the keys are.
 	ctx := context.Background()

@@ -117,16 +117,11 @@ func TestFailoverWhenPrimaryRPCIsKilled(t *testing.T) {
 	midway := s.confirmed(ids)
 	ids = append(ids, s.submitMany(n/2)...)
 
-	seen := map[uint64]string{}
-	for _, id := range ids {
-		j := s.wait(id, jobs.Confirmed)
-		require.NotNil(t, j.Nonce)
-		require.Empty(t, seen[*j.Nonce], "nonce %d bound to two jobs", *j.Nonce)
-		seen[*j.Nonce] = j.ID
+	all := make([]jobs.Job, len(ids))
+	for i, id := range ids {
+		all[i] = s.wait(id, jobs.Confirmed)
 	}
-	for i := range uint64(n) {
-		require.NotEmpty(t, seen[i], "nonce %d unused: the sequence has a gap", i)
-	}
+	requireOncePerNonce(t, all, n)
 	require.Equal(t, uint64(n), s.count(), "every job executed exactly once")
 	latest, err := s.node.NonceAt(context.Background(), s.signer, nil)
 	require.NoError(t, err)
@@ -181,19 +176,7 @@ func TestFailoverRelayqWorkerWithRPCURLList(t *testing.T) {
 	sendsBefore := second.Calls("eth_sendRawTransaction")
 	ids = append(ids, c.post(n/2, body)...)
 
-	seen := map[uint64]string{}
-	for _, j := range c.waitAll(ids, 2*time.Minute) {
-		require.Equal(t, jobs.Confirmed, j.Status, "job %s: %+v", j.ID, j.Error)
-		require.NotNil(t, j.Nonce)
-		require.Empty(t, seen[*j.Nonce], "nonce %d bound to two jobs", *j.Nonce)
-		seen[*j.Nonce] = j.ID
-	}
-	for i := range uint64(n) {
-		require.NotEmpty(t, seen[i], "nonce %d unused: the sequence has a gap", i)
-	}
-	require.Equal(t, uint64(n), counterValue(t, c.node, commonAddr(counter)), "every job executed exactly once")
-	latest, pending := c.nonces()
-	require.Equal(t, uint64(n), latest)
-	require.Equal(t, latest, pending)
+	requireOncePerNonce(t, c.waitAll(ids, 2*time.Minute), n)
+	c.requireExecutedOnce(n, counter)
 	require.GreaterOrEqual(t, second.Calls("eth_sendRawTransaction")-sendsBefore, n/2, "the jobs submitted during the outage were broadcast through the secondary")
 }

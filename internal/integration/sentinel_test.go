@@ -185,20 +185,8 @@ func TestSentinelFailoverLosesNoAcceptedJob(t *testing.T) {
 	}
 	require.Greater(t, before, 0, "jobs were accepted before the kill")
 	all := waitAllExplained(c, ids, 3*time.Minute)
-	seen := map[uint64]string{}
-	for _, j := range all {
-		require.Equal(t, jobs.Confirmed, j.Status, "job %s: %+v", j.ID, j.Error)
-		require.NotNil(t, j.Nonce)
-		require.Empty(t, seen[*j.Nonce], "nonce %d bound to two jobs", *j.Nonce)
-		seen[*j.Nonce] = j.ID
-	}
-	for i := range uint64(n) {
-		require.NotEmpty(t, seen[i], "nonce %d unused: the sequence has a gap", i)
-	}
-	require.Equal(t, uint64(n), counterValue(t, c.node, commonAddr(counter)), "the contract counted every job exactly once")
-	latest, pending := c.nonces()
-	require.Equal(t, uint64(n), latest)
-	require.Equal(t, latest, pending, "nothing left in the pool")
+	requireOncePerNonce(t, all, n)
+	c.requireExecutedOnce(n, counter)
 	t.Logf("%d jobs: %d answered 202 (%d before the kill), %d answered 200 to a retry, %d lost with the old primary after a not_replicated answer and made again by the retry; all confirmed once",
 		n, answered202, before, n-answered202, recreated)
 }

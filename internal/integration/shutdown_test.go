@@ -256,19 +256,8 @@ func TestShutdownUnderLoadLosesNothing(t *testing.T) {
 	require.NotZero(t, answeredAfterSignal.Load(), "requests in flight at the SIGTERM were answered")
 
 	all := c.waitAll(ids, 4*time.Minute)
-	seen := map[uint64]string{}
-	for _, j := range all {
-		require.Equal(t, jobs.Confirmed, j.Status, "job %s: %+v", j.ID, j.Error)
-		require.Empty(t, seen[*j.Nonce], "nonce %d bound to two jobs", *j.Nonce)
-		seen[*j.Nonce] = j.ID
-	}
-	for i := range uint64(n) {
-		require.NotEmpty(t, seen[i], "nonce %d unused: the sequence has a gap", i)
-	}
-	require.Equal(t, uint64(n), counterValue(t, c.node, commonAddr(counter)), "every accepted job executed exactly once")
-	latest, pending := c.nonces()
-	require.Equal(t, uint64(n), latest)
-	require.Equal(t, latest, pending, "nothing left in the pool")
+	requireOncePerNonce(t, all, n)
+	c.requireExecutedOnce(n, counter)
 	// No job exists that its client was not told about.
 	stored := c.allJobIDs()
 	require.Len(t, stored, n)
