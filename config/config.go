@@ -10,6 +10,7 @@ import (
 	"net/netip"
 	"net/url"
 	"os"
+	"slices"
 	"strconv"
 	"strings"
 	"time"
@@ -31,6 +32,8 @@ const (
 	DefaultSweepAfter    = 30 * time.Second
 	DefaultJobRetention  = 7 * 24 * time.Hour
 	DefaultMaxFeeGwei    = 500
+	DefaultStuckBlocks   = 3
+	DefaultBumpPercent   = 10
 	// DefaultShutdownTimeout bounds a graceful stop, from the signal to exit.
 	DefaultShutdownTimeout = 15 * time.Second
 	// API hardening: requests per second and burst per API key (per API
@@ -100,6 +103,16 @@ type Config struct {
 	// SignerMaxInFlight (RELAYQ_SIGNER_MAX_IN_FLIGHT) is how many
 	// transactions one signer may have in flight before its jobs wait.
 	SignerMaxInFlight int
+
+	// ConfigFile (RELAYQ_CONFIG) is the path of a relayq.yaml that lists
+	// the chains to serve (docs/config.md); "" when the chain-level
+	// variables above describe the one chain. With a file, those variables
+	// must not be set, and the fields above are left empty (RPCURL, keys,
+	// keystore) or at their defaults: use Chains.
+	ConfigFile string
+	// Chains are the chains to serve: the file's, in its order (Namespaced),
+	// or else exactly one, EnvChain(), built from the chain-level fields.
+	Chains []Chain
 }
 
 // DrainTimeout is the part of ShutdownTimeout that in-flight HTTP requests
@@ -111,13 +124,34 @@ func (c Config) DrainTimeout() time.Duration { return c.ShutdownTimeout * 2 / 3 
 // first; all of them must serve the same chain.
 func (c Config) RPCURLs() []string { return list(c.RPCURL) }
 
+// EnvChain is the one chain the chain-level fields (RELAYQ_RPC_URL,
+// RELAYQ_PRIVATE_KEYS, ...) describe: named DefaultChainName, chain id read
+// from the node (0), with the historical un-namespaced Redis keys and
+// queues. FromEnv puts it in Chains when RELAYQ_CONFIG is not set.
+func (c Config) EnvChain() Chain {
+	return Chain{
+		Name:                 DefaultChainName,
+		RPCURLs:              c.RPCURLs(),
+		Confirmations:        c.Confirmations,
+		MaxFeePerGasWei:      c.MaxFeePerGasWei,
+		BumpPercent:          c.BumpPercent,
+		StuckBlocks:          c.StuckBlocks,
+		PollInterval:         c.PollInterval,
+		PrivateKeys:          slices.Clone(c.PrivateKeys),
+		KeystoreFiles:        slices.Clone(c.KeystoreFiles),
+		KeystorePasswordFile: c.KeystorePasswordFile,
+		KeystorePassword:     c.KeystorePassword,
+		SignerMaxInFlight:    c.SignerMaxInFlight,
+	}
+}
+
 // FromEnv reads the configuration through getenv (os.Getenv in main, a map
-// in tests). It applies defaults but does not validate: call Check.
+// in tests), and the relayq.yaml that RELAYQ_CONFIG names, if any. It
+// applies defaults but does not validate: call Check. Its error joins every
+// variable or file entry it could not parse.
 func FromEnv(getenv func(string) string) (Config, error) {
 	c := Config{
 		RedisURL:       or(getenv("REDIS_URL"), DefaultRedisURL),
-		RPCURL:         strings.TrimSpace(getenv("RELAYQ_RPC_URL")),
-		PrivateKeys:    list(getenv("RELAYQ_PRIVATE_KEYS")),
 		Listen:         or(getenv("RELAYQ_LISTEN"), DefaultListen),
 		MetricsListen:  strings.TrimSpace(getenv("RELAYQ_METRICS_LISTEN")),
 		PprofListen:    strings.TrimSpace(getenv("RELAYQ_PPROF_LISTEN")),
@@ -129,16 +163,7 @@ func FromEnv(getenv func(string) string) (Config, error) {
 		TestCrashAt:    getenv("RELAYQ_TEST_CRASH_AT"),
 	}
 	var errs []error
-	c.Confirmations = uintVar(getenv, "RELAYQ_CONFIRMATIONS", DefaultConfirmations, &errs)
 	c.Concurrency = int(uintVar(getenv, "RELAYQ_WORKER_CONCURRENCY", DefaultConcurrency, &errs))
-	gwei := uintVar(getenv, "RELAYQ_MAX_FEE_GWEI", DefaultMaxFeeGwei, &errs)
-	if gwei > 1_000_000 {
-		gwei = 0 // out of range: Check reports it
-	}
-	c.MaxFeePerGasWei = gwei * 1_000_000_000
-	c.StuckBlocks = uintVar(getenv, "RELAYQ_STUCK_BLOCKS", 3, &errs)
-	c.BumpPercent = uintVar(getenv, "RELAYQ_BUMP_PERCENT", 10, &errs)
-	c.PollInterval = durVar(getenv, "RELAYQ_POLL_INTERVAL", DefaultPollInterval, &errs)
 	c.RPCTimeout = durVar(getenv, "RELAYQ_RPC_TIMEOUT", DefaultRPCTimeout, &errs)
 	c.SweepAfter = durVar(getenv, "RELAYQ_SWEEP_AFTER", DefaultSweepAfter, &errs)
 	c.JobRetention = durVar(getenv, "RELAYQ_JOB_RETENTION", DefaultJobRetention, &errs)
@@ -154,11 +179,48 @@ func FromEnv(getenv func(string) string) (Config, error) {
 	c.RequestTimeout = durVar(getenv, "RELAYQ_REQUEST_TIMEOUT", DefaultRequestTimeout, &errs)
 	c.RedisMinReplicas = int(min(uintVar(getenv, "RELAYQ_REDIS_MIN_REPLICAS", 0, &errs), 1000))
 	c.RedisWaitTimeout = durVar(getenv, "RELAYQ_REDIS_WAIT_TIMEOUT", DefaultRedisWaitTimeout, &errs)
+
+	// The chain-level variables: the one chain, unless a file lists them.
+	var chainErrs []error
+	c.RPCURL = strings.TrimSpace(getenv("RELAYQ_RPC_URL"))
+	c.PrivateKeys = list(getenv("RELAYQ_PRIVATE_KEYS"))
+	c.Confirmations = uintVar(getenv, "RELAYQ_CONFIRMATIONS", DefaultConfirmations, &chainErrs)
+	c.MaxFeePerGasWei = gweiToWei(uintVar(getenv, "RELAYQ_MAX_FEE_GWEI", DefaultMaxFeeGwei, &chainErrs))
+	c.StuckBlocks = uintVar(getenv, "RELAYQ_STUCK_BLOCKS", DefaultStuckBlocks, &chainErrs)
+	c.BumpPercent = uintVar(getenv, "RELAYQ_BUMP_PERCENT", DefaultBumpPercent, &chainErrs)
+	c.PollInterval = durVar(getenv, "RELAYQ_POLL_INTERVAL", DefaultPollInterval, &chainErrs)
 	c.KeystoreFiles = list(getenv("RELAYQ_KEYSTORE_FILES"))
 	c.KeystorePasswordFile = strings.TrimSpace(getenv("RELAYQ_KEYSTORE_PASSWORD_FILE"))
 	c.KeystorePassword = getenv("RELAYQ_KEYSTORE_PASSWORD")
-	c.SignerMaxInFlight = int(min(uintVar(getenv, "RELAYQ_SIGNER_MAX_IN_FLIGHT", DefaultSignerMaxInFlight, &errs), 1_000_000))
+	c.SignerMaxInFlight = int(min(uintVar(getenv, "RELAYQ_SIGNER_MAX_IN_FLIGHT", DefaultSignerMaxInFlight, &chainErrs), 1_000_000))
+
+	c.ConfigFile = strings.TrimSpace(getenv(ConfigFileVar))
+	if c.ConfigFile == "" {
+		errs = append(errs, chainErrs...)
+		c.Chains = []Chain{c.EnvChain()}
+		return c, errors.Join(errs...)
+	}
+	// With a file, a chain-level variable set is an error of its own
+	// (whatever its value), and the chain-level fields are left empty or
+	// at their defaults.
+	c.RPCURL, c.PrivateKeys, c.KeystoreFiles, c.KeystorePasswordFile, c.KeystorePassword = "", nil, nil, "", ""
+	c.Confirmations, c.MaxFeePerGasWei = DefaultConfirmations, gweiToWei(DefaultMaxFeeGwei)
+	c.StuckBlocks, c.BumpPercent, c.PollInterval = DefaultStuckBlocks, DefaultBumpPercent, DefaultPollInterval
+	c.SignerMaxInFlight = DefaultSignerMaxInFlight
+	chains, used, ferrs := readChainsFile(c.ConfigFile, getenv)
+	c.Chains = chains
+	errs = append(errs, ferrs...)
+	errs = append(errs, envConflicts(getenv, c.ConfigFile, used)...)
 	return c, errors.Join(errs...)
+}
+
+// gweiToWei converts a fee ceiling in gwei; one out of 1..1000000 becomes
+// 0, which Check reports.
+func gweiToWei(gwei uint64) uint64 {
+	if gwei > 1_000_000 {
+		return 0
+	}
+	return gwei * 1_000_000_000
 }
 
 // Role says which parts of relayq a process runs; each needs different settings.
@@ -172,7 +234,10 @@ const (
 )
 
 // Check reports every problem with c for the given role at once, each
-// naming its variable.
+// naming its variable, or for a relayq.yaml chain its place in the file
+// ("RELAYQ_CONFIG chains[1] (sepolia).fees.bump_percent"). It checks every
+// chain in Chains; a Config with no Chains and no ConfigFile (one built by
+// hand) has its chain-level fields checked as EnvChain.
 func (c Config) Check(role Role) error {
 	var errs []error
 	bad := func(name, format string, args ...any) {
@@ -182,22 +247,11 @@ func (c Config) Check(role Role) error {
 	if rerr != nil {
 		bad("REDIS_URL", "%s: %v", redisconn.Redact(c.RedisURL), rerr)
 	}
-	if len(c.RPCURLs()) == 0 {
-		bad("RELAYQ_RPC_URL", "is required (the node's JSON-RPC URL)")
+	chains := c.Chains
+	if len(chains) == 0 && c.ConfigFile == "" {
+		chains = []Chain{c.EnvChain()}
 	}
-	seenRPC := map[string]bool{}
-	for _, raw := range c.RPCURLs() {
-		if u, err := url.Parse(raw); err != nil || u.Host == "" || !(u.Scheme == "http" || u.Scheme == "https" || u.Scheme == "ws" || u.Scheme == "wss") {
-			bad("RELAYQ_RPC_URL", "%q is not an http(s):// or ws(s):// URL", raw)
-		} else if seenRPC[raw] {
-			bad("RELAYQ_RPC_URL", "%q is listed twice", raw)
-		}
-		seenRPC[raw] = true
-	}
-	if role&RoleWorker != 0 && len(c.PrivateKeys) == 0 && len(c.KeystoreFiles) == 0 {
-		bad("RELAYQ_PRIVATE_KEYS", "is required for the worker (comma-separated hex keys), unless RELAYQ_KEYSTORE_FILES is set")
-	}
-	c.checkKeystore(bad)
+	checkChains(chains, c.ConfigFile, role, bad)
 	if role&RoleAPI != 0 {
 		if _, _, err := net.SplitHostPort(c.Listen); err != nil {
 			bad("RELAYQ_LISTEN", "%q is not host:port", c.Listen)
@@ -237,21 +291,6 @@ func (c Config) Check(role Role) error {
 	}
 	if c.Concurrency < 1 || c.Concurrency > 4096 {
 		bad("RELAYQ_WORKER_CONCURRENCY", "%d is not within 1..4096", c.Concurrency)
-	}
-	if c.Confirmations > 1000 {
-		bad("RELAYQ_CONFIRMATIONS", "%d is more than 1000", c.Confirmations)
-	}
-	if c.PollInterval < 10*time.Millisecond {
-		bad("RELAYQ_POLL_INTERVAL", "%s is below 10ms", c.PollInterval)
-	}
-	if c.MaxFeePerGasWei == 0 {
-		bad("RELAYQ_MAX_FEE_GWEI", "must be from 1 to 1000000")
-	}
-	if c.StuckBlocks < 1 || c.StuckBlocks > 1000 {
-		bad("RELAYQ_STUCK_BLOCKS", "%d is not within 1..1000", c.StuckBlocks)
-	}
-	if c.BumpPercent < 10 || c.BumpPercent > 1000 {
-		bad("RELAYQ_BUMP_PERCENT", "%d is not within 10..1000 (nodes refuse replacements bumped less than 10%%)", c.BumpPercent)
 	}
 	if c.SweepAfter < time.Second {
 		bad("RELAYQ_SWEEP_AFTER", "%s is below 1s", c.SweepAfter)
@@ -334,34 +373,146 @@ func durVar(getenv func(string) string, name string, def time.Duration, errs *[]
 	return d
 }
 
-// checkKeystore checks the keystore settings: the files are there and a
-// password is given. Decrypting them (slow on purpose) happens once, at
-// start.
-func (c Config) checkKeystore(bad func(name, format string, args ...any)) {
-	if c.SignerMaxInFlight < 1 || c.SignerMaxInFlight > 100_000 {
-		bad("RELAYQ_SIGNER_MAX_IN_FLIGHT", "%d is not within 1..100000", c.SignerMaxInFlight)
+// A chainSetting is one chain-level setting: its environment variable (the
+// one-chain shortcut) and its key in a relayq.yaml chain.
+type chainSetting struct{ env, key string }
+
+var (
+	setRPCURLs           = chainSetting{"RELAYQ_RPC_URL", "rpc_urls"}
+	setConfirmations     = chainSetting{"RELAYQ_CONFIRMATIONS", "confirmations"}
+	setPollInterval      = chainSetting{"RELAYQ_POLL_INTERVAL", "poll_interval"}
+	setMaxFee            = chainSetting{"RELAYQ_MAX_FEE_GWEI", "fees.max_fee_gwei"}
+	setBumpPercent       = chainSetting{"RELAYQ_BUMP_PERCENT", "fees.bump_percent"}
+	setStuckBlocks       = chainSetting{"RELAYQ_STUCK_BLOCKS", "fees.stuck_after_blocks"}
+	setPrivateKeys       = chainSetting{"RELAYQ_PRIVATE_KEYS", "signers.private_keys_env"}
+	setKeystoreFiles     = chainSetting{"RELAYQ_KEYSTORE_FILES", "signers.keystore_files"}
+	setKeystorePWFile    = chainSetting{"RELAYQ_KEYSTORE_PASSWORD_FILE", "signers.keystore_password_file"}
+	setKeystorePassword  = chainSetting{"RELAYQ_KEYSTORE_PASSWORD", "signers.keystore_password_env"}
+	setSignerMaxInFlight = chainSetting{"RELAYQ_SIGNER_MAX_IN_FLIGHT", "signers.max_in_flight"}
+)
+
+// chainSettings are all of them: the chain-level variables.
+var chainSettings = []chainSetting{
+	setRPCURLs, setPrivateKeys, setConfirmations, setMaxFee, setBumpPercent, setStuckBlocks,
+	setPollInterval, setKeystoreFiles, setKeystorePWFile, setKeystorePassword, setSignerMaxInFlight,
+}
+
+// chainNamer names a chain's settings in Check's messages: the environment
+// variable for the environment's chain, the place in the file for a
+// relayq.yaml chain.
+type chainNamer struct {
+	file bool
+	at   string // a file chain's place, "RELAYQ_CONFIG chains[1] (sepolia)."
+}
+
+func envNamer() chainNamer { return chainNamer{} }
+
+func fileNamer(i int, name string) chainNamer {
+	return chainNamer{file: true, at: ConfigFileVar + " " + chainLabel(i, name) + "."}
+}
+
+// name is where a message about s starts: "RELAYQ_RPC_URL", or
+// "RELAYQ_CONFIG chains[0] (sepolia).rpc_urls".
+func (n chainNamer) name(s chainSetting) string {
+	if !n.file {
+		return s.env
 	}
-	if len(c.KeystoreFiles) == 0 {
-		if c.KeystorePasswordFile != "" || c.KeystorePassword != "" {
-			bad("RELAYQ_KEYSTORE_FILES", "is empty, but a keystore password is set")
+	return n.at + s.key
+}
+
+// ref names s inside a message about another setting of the same chain.
+func (n chainNamer) ref(s chainSetting) string {
+	if !n.file {
+		return s.env
+	}
+	return s.key
+}
+
+// checkChain checks one chain's settings, whichever way they were given:
+// the environment's chain and every file chain go through it.
+func checkChain(ch Chain, role Role, n chainNamer, bad func(name, format string, args ...any)) {
+	if len(ch.RPCURLs) == 0 {
+		bad(n.name(setRPCURLs), "is required (the node's JSON-RPC URL)")
+	}
+	seenRPC := map[string]bool{}
+	for _, raw := range ch.RPCURLs {
+		if !isRPCURL(raw) {
+			bad(n.name(setRPCURLs), "%q is not an http(s):// or ws(s):// URL", raw)
+		} else if seenRPC[rpcKey(raw)] {
+			bad(n.name(setRPCURLs), "%q is listed twice", raw)
+		}
+		seenRPC[rpcKey(raw)] = true
+	}
+	if role&RoleWorker != 0 && len(ch.PrivateKeys) == 0 && len(ch.KeystoreFiles) == 0 {
+		hint := "comma-separated hex keys"
+		if n.file {
+			hint = "the name of an environment variable holding comma-separated hex keys"
+		}
+		bad(n.name(setPrivateKeys), "is required for the worker (%s), unless %s is set", hint, n.ref(setKeystoreFiles))
+	}
+	checkKeystore(ch, n, bad)
+	if ch.Confirmations > 1000 {
+		bad(n.name(setConfirmations), "%d is more than 1000", ch.Confirmations)
+	}
+	if ch.PollInterval < 10*time.Millisecond {
+		bad(n.name(setPollInterval), "%s is below 10ms", ch.PollInterval)
+	}
+	if ch.MaxFeePerGasWei == 0 {
+		bad(n.name(setMaxFee), "must be from 1 to 1000000")
+	}
+	if ch.StuckBlocks < 1 || ch.StuckBlocks > 1000 {
+		bad(n.name(setStuckBlocks), "%d is not within 1..1000", ch.StuckBlocks)
+	}
+	if ch.BumpPercent < 10 || ch.BumpPercent > 1000 {
+		bad(n.name(setBumpPercent), "%d is not within 10..1000 (nodes refuse replacements bumped less than 10%%)", ch.BumpPercent)
+	}
+}
+
+func isRPCURL(raw string) bool {
+	u, err := url.Parse(raw)
+	return err == nil && u.Host != "" && (u.Scheme == "http" || u.Scheme == "https" || u.Scheme == "ws" || u.Scheme == "wss")
+}
+
+// rpcKey is what two spellings of one endpoint have in common: scheme and
+// host are case-insensitive, a trailing slash does not matter.
+func rpcKey(raw string) string {
+	u, err := url.Parse(raw)
+	if err != nil {
+		return raw
+	}
+	u.Scheme, u.Host = strings.ToLower(u.Scheme), strings.ToLower(u.Host)
+	u.Path = strings.TrimRight(u.Path, "/")
+	return u.String()
+}
+
+// checkKeystore checks a chain's signer settings: the in-flight limit, the
+// keystore files are there and a password is given. Decrypting them (slow
+// on purpose) happens once, at start.
+func checkKeystore(ch Chain, n chainNamer, bad func(name, format string, args ...any)) {
+	if ch.SignerMaxInFlight < 1 || ch.SignerMaxInFlight > 100_000 {
+		bad(n.name(setSignerMaxInFlight), "%d is not within 1..100000", ch.SignerMaxInFlight)
+	}
+	if len(ch.KeystoreFiles) == 0 {
+		if ch.KeystorePasswordFile != "" || ch.KeystorePassword != "" {
+			bad(n.name(setKeystoreFiles), "is empty, but a keystore password is set")
 		}
 		return
 	}
-	for _, p := range c.KeystoreFiles {
+	for _, p := range ch.KeystoreFiles {
 		if fi, err := os.Stat(p); err != nil {
-			bad("RELAYQ_KEYSTORE_FILES", "%v", err)
+			bad(n.name(setKeystoreFiles), "%v", err)
 		} else if fi.IsDir() {
-			bad("RELAYQ_KEYSTORE_FILES", "%s is a directory; list the key files", p)
+			bad(n.name(setKeystoreFiles), "%s is a directory; list the key files", p)
 		}
 	}
 	switch {
-	case c.KeystorePasswordFile != "" && c.KeystorePassword != "":
-		bad("RELAYQ_KEYSTORE_PASSWORD", "and RELAYQ_KEYSTORE_PASSWORD_FILE are both set; set one")
-	case c.KeystorePasswordFile != "":
-		if _, err := os.Stat(c.KeystorePasswordFile); err != nil {
-			bad("RELAYQ_KEYSTORE_PASSWORD_FILE", "%v", err)
+	case ch.KeystorePasswordFile != "" && ch.KeystorePassword != "":
+		bad(n.name(setKeystorePassword), "and %s are both set; set one", n.ref(setKeystorePWFile))
+	case ch.KeystorePasswordFile != "":
+		if _, err := os.Stat(ch.KeystorePasswordFile); err != nil {
+			bad(n.name(setKeystorePWFile), "%v", err)
 		}
-	case c.KeystorePassword == "":
-		bad("RELAYQ_KEYSTORE_PASSWORD_FILE", "or RELAYQ_KEYSTORE_PASSWORD is required with RELAYQ_KEYSTORE_FILES")
+	case ch.KeystorePassword == "":
+		bad(n.name(setKeystorePWFile), "or %s is required with %s", n.ref(setKeystorePassword), n.ref(setKeystoreFiles))
 	}
 }
