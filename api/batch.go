@@ -21,7 +21,8 @@ import (
 // POST /v1/jobs takes it. The items stay raw until each is decoded on its
 // own, so that an error names its item.
 type batchRequest struct {
-	Jobs []json.RawMessage `json:"jobs"`
+	Jobs  []json.RawMessage `json:"jobs"`
+	Chain *string           `json:"chain"` // the chain of every job (chains.go)
 }
 
 // batchItem is one job of a batch's answer.
@@ -68,6 +69,9 @@ func (s *Server) createBatch(c echo.Context) (err error) {
 	}
 	var req batchRequest
 	if e := decodeJSON(body, &req); e != nil {
+		return e
+	}
+	if e := s.checkChain(req.Chain); e != nil {
 		return e
 	}
 	switch {
@@ -149,6 +153,9 @@ func (s *Server) validateItem(ctx context.Context, raw json.RawMessage) (*call, 
 	}
 	var jr jobRequest
 	if e := decodeJSON(raw, &jr); e != nil {
+		return nil, e
+	}
+	if e := s.checkChain(jr.Chain); e != nil { // a batch is on one chain
 		return nil, e
 	}
 	call, e := s.validateRequest(ctx, &jr)

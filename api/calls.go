@@ -43,6 +43,7 @@ type callRequest struct {
 	From     *string           `json:"from"`
 	Block    json.RawMessage   `json:"block"`
 	ABI      json.RawMessage   `json:"abi"`      // with method: a JSON ABI (contracts.go)
+	Chain    *string           `json:"chain"`    // the chain's name or id (chains.go)
 	Contract *string           `json:"contract"` // with method: a registered contract
 	Method   *string           `json:"method"`
 }
@@ -238,6 +239,9 @@ func (s *Server) call(c echo.Context) error {
 	}
 	var req callRequest
 	if e := decodeJSON(body, &req); e != nil {
+		return e
+	}
+	if e := s.checkChain(req.Chain); e != nil {
 		return e
 	}
 	call, e := s.validateRequest(ctx, &jobRequest{To: req.To, Function: req.Function, Args: req.Args, Data: req.Data, Value: req.Value, From: req.From,

@@ -42,6 +42,7 @@ type contractRequest struct {
 	Name    *string         `json:"name"`
 	Address *string         `json:"address"`
 	ABI     json.RawMessage `json:"abi"`
+	Chain   *string         `json:"chain"` // the chain's name or id (chains.go)
 }
 
 // registered is a registered contract as a request resolves it.
@@ -247,6 +248,9 @@ func (s *Server) createContract(c echo.Context) error {
 	}
 	var req contractRequest
 	if e := decodeJSON(body, &req); e != nil {
+		return e
+	}
+	if e := s.checkChain(req.Chain); e != nil {
 		return e
 	}
 	switch {

@@ -31,6 +31,7 @@ type jobRequest struct {
 	Metadata      json.RawMessage   `json:"metadata"`
 	WebhookURL    *string           `json:"webhook_url"` // checked by Server.checkWebhookURL
 	Simulate      bool              `json:"simulate"`    // dry run at accept time (simulate.go)
+	Chain         *string           `json:"chain"`       // the chain's name or id (chains.go)
 
 	// A method of a JSON ABI, inline or registered, instead of function
 	// (contracts.go); registered is resolved by Server.validateRequest.

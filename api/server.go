@@ -79,6 +79,12 @@ type Config struct {
 	// /v1/jobs/batch ("" : 8M); the other routes have BodyLimit.
 	ErrorABI       *abi.ABI
 	BatchBodyLimit string
+
+	// Chains are the chains the API serves, each with its own jobs, queues,
+	// contracts and node; requests name theirs with "chain" (chains.go).
+	// Empty: one chain, DefaultChainName, from Prefix, Node, Signers and
+	// Confirmations.
+	Chains []Chain
 }
 
 // Server is the HTTP API.
@@ -96,6 +102,12 @@ type Server struct {
 	contractReg *jobs.Contracts // registered contracts (contracts.go)
 	contracts   *contractCache
 
+	// The chain this Server serves (each chain has one; chains.go): its
+	// name and queues, and every chain of the API.
+	name   string
+	queues tasks.Queues
+	chains *chainSet
+
 	mu          sync.Mutex
 	signers     map[common.Address]bool
 	signersRead time.Time
@@ -112,28 +124,49 @@ func New(ctx context.Context, cfg Config) (*Server, error) {
 	if cfg.BatchBodyLimit == "" {
 		cfg.BatchBodyLimit = defaultBatchBodyLimit
 	}
-	if cfg.Confirmations == 0 {
-		cfg.Confirmations = 1
-	}
 	if cfg.RequestTimeout <= 0 {
 		cfg.RequestTimeout = DefaultRequestTimeout
 	}
-	id, err := cfg.Node.ChainID(ctx)
-	if err != nil {
-		return nil, fmt.Errorf("api: chain id from node: %w", err)
+	if len(cfg.Chains) == 0 {
+		cfg.Chains = []Chain{{Name: DefaultChainName, Prefix: cfg.Prefix, Node: cfg.Node, Signers: cfg.Signers, Confirmations: cfg.Confirmations}}
 	}
-	s := &Server{
-		cfg:      cfg,
-		echo:     echo.New(),
-		store:    jobs.NewStore(cfg.Redis, cfg.Prefix, cfg.StoreOptions...),
-		enqueuer: asynq.NewClientFromRedisClient(cfg.Redis),
-		registry: nonce.NewRegistry(cfg.Redis, cfg.Prefix),
-		chainID:  id.Uint64(),
-		log:      cfg.Log,
-		reads:    newReadCache(),
+	enqueuer := asynq.NewClientFromRedisClient(cfg.Redis)
+	all := &chainSet{}
+	seen := map[string]bool{}
+	for _, ch := range cfg.Chains {
+		id, err := ch.Node.ChainID(ctx)
+		if err != nil {
+			enqueuer.Close()
+			return nil, fmt.Errorf("api: chain %s: chain id from node: %w", ch.Name, err)
+		}
+		ids := strconv.FormatUint(id.Uint64(), 10)
+		if seen[ch.Name] || seen[ids] || ch.Name == "" {
+			enqueuer.Close()
+			return nil, fmt.Errorf("api: chain %q (%s) is empty or named twice", ch.Name, ids)
+		}
+		seen[ch.Name], seen[ids] = true, true
+		c := cfg
+		c.Prefix, c.Node, c.Signers, c.Confirmations = ch.Prefix, ch.Node, ch.Signers, max(ch.Confirmations, 1)
+		s := &Server{
+			cfg:      c,
+			store:    jobs.NewStore(cfg.Redis, ch.Prefix, cfg.StoreOptions...),
+			enqueuer: enqueuer,
+			registry: nonce.NewRegistry(cfg.Redis, ch.Prefix),
+			chainID:  id.Uint64(),
+			log:      cfg.Log,
+			reads:    newReadCache(),
+			name:     ch.Name,
+			queues:   ch.Queues.OrDefault(),
+			chains:   all,
+		}
+		s.contractReg = jobs.NewContracts(cfg.Redis, ch.Prefix)
+		s.contracts = newContractCache(s.contractReg)
+		all.list = append(all.list, s)
 	}
-	s.contractReg = jobs.NewContracts(cfg.Redis, cfg.Prefix)
-	s.contracts = newContractCache(s.contractReg)
+	// The first chain's Server is the API's: it holds the routes and the
+	// monitor, and routes each request to its chain's Server.
+	s := all.list[0]
+	s.echo = echo.New()
 	s.monitor = asynqmon.New(asynqmon.Options{RootPath: "/monitor", RedisConnOpt: cfg.RedisConnOpt, ReadOnly: !cfg.MonitorWrite})
 	s.routes()
 	return s, nil
@@ -172,16 +205,17 @@ func (s *Server) routes() {
 
 	auth, limit := s.auth(), s.rateLimit() // one limiter: /v1 and the monitor share each key's bucket
 	v1 := e.Group("/v1", auth, limit)
-	v1.POST("/jobs", s.createJob)
-	v1.GET("/jobs", s.listJobs)
-	v1.GET("/jobs/:id", s.getJob)
-	v1.POST("/jobs/:id/cancel", s.cancelJob)
-	v1.GET("/signers", s.listSigners)
-	v1.POST("/signers/:address/reconcile", s.reconcileSigner)
-	v1.POST("/jobs/batch", s.createBatch, middleware.BodyLimit(s.cfg.BatchBodyLimit))
-	v1.POST("/calls", s.call)
-	v1.POST("/contracts", s.createContract)
-	v1.GET("/contracts/:name", s.getContract)
+	// Each route runs on the Server of the request's chain (chains.go).
+	v1.POST("/jobs", s.onChain(byBody, (*Server).createJob))
+	v1.GET("/jobs", s.onChain(byQuery, (*Server).listJobs))
+	v1.GET("/jobs/:id", s.onChain(byJob, (*Server).getJob))
+	v1.POST("/jobs/:id/cancel", s.onChain(byJob, (*Server).cancelJob))
+	v1.GET("/signers", s.listAllSigners)
+	v1.POST("/signers/:address/reconcile", s.onChain(byQuery, (*Server).reconcileSigner))
+	v1.POST("/jobs/batch", s.onChain(byBody, (*Server).createBatch), middleware.BodyLimit(s.cfg.BatchBodyLimit))
+	v1.POST("/calls", s.onChain(byBody, (*Server).call))
+	v1.POST("/contracts", s.onChain(byBody, (*Server).createContract))
+	v1.GET("/contracts/:name", s.onChain(byQuery, (*Server).getContract))
 
 	mon := echo.WrapHandler(s.monitor)
 	e.Any("/monitor", mon, auth, limit)
@@ -223,13 +257,20 @@ func (s *Server) auth() echo.MiddlewareFunc {
 func (s *Server) ready(c echo.Context) error {
 	ctx, cancel := context.WithTimeout(c.Request().Context(), 2*time.Second)
 	defer cancel()
-	out := map[string]string{"redis": "ok", "node": "ok"}
+	out := map[string]string{"redis": "ok"}
 	ok := true
 	if err := s.cfg.Redis.Ping(ctx).Err(); err != nil {
 		out["redis"], ok = err.Error(), false
 	}
-	if _, err := s.cfg.Node.ChainID(ctx); err != nil {
-		out["node"], ok = err.Error(), false
+	for _, ch := range s.chains.list {
+		key := "node"
+		if len(s.chains.list) > 1 {
+			key = "node_" + ch.name
+		}
+		out[key] = "ok"
+		if _, err := ch.cfg.Node.ChainID(ctx); err != nil {
+			out[key], ok = err.Error(), false
+		}
 	}
 	if !ok {
 		return c.JSON(http.StatusServiceUnavailable, out)
@@ -260,6 +301,9 @@ func (s *Server) createJob(c echo.Context) (err error) {
 	}
 	var req jobRequest
 	if e := decodeJSON(body, &req); e != nil {
+		return e
+	}
+	if e := s.checkChain(req.Chain); e != nil {
 		return e
 	}
 	call, e := s.validateRequest(ctx, &req)
@@ -322,7 +366,7 @@ func (s *Server) createJob(c echo.Context) (err error) {
 // so a failure here is logged, not returned: the sweeper enqueues any queued
 // job whose task is missing.
 func (s *Server) enqueue(ctx context.Context, id string) {
-	t, opts, err := tasks.NewSendTask(id)
+	t, opts, err := tasks.NewSendTask(s.queues.Send, id)
 	if err == nil {
 		_, err = s.enqueuer.EnqueueContext(ctx, t, opts...)
 	}
@@ -389,8 +433,8 @@ const (
 func (s *Server) listJobs(c echo.Context) error {
 	q := c.QueryParams()
 	for k := range q {
-		if k != "status" && k != "limit" && k != "cursor" {
-			return invalid("unknown_parameter", k, "unknown query parameter %q (use status, limit, cursor)", clip(k))
+		if k != "status" && k != "limit" && k != "cursor" && k != "chain" {
+			return invalid("unknown_parameter", k, "unknown query parameter %q (use status, limit, cursor, chain)", clip(k))
 		}
 	}
 	st := jobs.Status(q.Get("status"))

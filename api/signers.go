@@ -72,21 +72,21 @@ func (s *Server) signerView(ctx context.Context, addr common.Address) (signerVie
 	return v, nil
 }
 
-func (s *Server) listSigners(c echo.Context) error {
-	ctx := c.Request().Context()
+// signerViews shows every signer of the chain s serves.
+func (s *Server) signerViews(ctx context.Context) ([]signerView, error) {
 	addrs, err := s.signerAddrs(ctx)
 	if err != nil {
-		return err
+		return nil, err
 	}
 	out := make([]signerView, 0, len(addrs))
 	for _, a := range addrs {
 		v, err := s.signerView(ctx, a)
 		if err != nil {
-			return apiError(CodeUnavailable, "could not read signer %s: %v", a.Hex(), err)
+			return nil, apiError(CodeUnavailable, "could not read signer %s: %v", a.Hex(), err)
 		}
 		out = append(out, v)
 	}
-	return c.JSON(http.StatusOK, map[string]any{"signers": out})
+	return out, nil
 }
 
 // reconcileSigner raises the signer's next nonce to the chain's pending

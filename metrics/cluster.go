@@ -38,6 +38,12 @@ type Cluster struct {
 	Signers []common.Address // signers known to this process besides those the workers registered
 	Timeout time.Duration    // bound of one scrape (0: DefaultClusterTimeout)
 	Log     *slog.Logger     // nil: slog.Default()
+	// Chain, when set, labels every cluster gauge chain="<Chain>", and
+	// Queues then names the chain's own queues, the only ones reported: how
+	// a process serving several chains registers one Cluster per chain.
+	// Unset: no label, and every Asynq queue is reported.
+	Chain  string
+	Queues tasks.Queues
 }
 
 // Parts of a cluster scrape, each read (and able to fail) on its own.
@@ -89,7 +95,11 @@ func (m *Metrics) WatchCluster(c Cluster) error {
 	if c.Log == nil {
 		c.Log = slog.Default()
 	}
-	return m.reg.Register(&clusterCollector{
+	reg := prometheus.Registerer(m.reg)
+	if c.Chain != "" {
+		reg = prometheus.WrapRegistererWith(prometheus.Labels{"chain": c.Chain}, m.reg)
+	}
+	return reg.Register(&clusterCollector{
 		cfg:       c,
 		store:     jobs.NewStore(c.Redis, c.Prefix),
 		inspector: asynq.NewInspectorFromRedisClient(c.Redis),
@@ -192,6 +202,12 @@ func (cc *clusterCollector) queues(ctx context.Context) ([]prometheus.Metric, er
 	if err != nil {
 		return nil, fmt.Errorf("list queues: %w", err)
 	}
+	send := tasks.QueueSend
+	if cc.cfg.Chain != "" {
+		q := cc.cfg.Queues.OrDefault()
+		send = q.Send
+		names = slices.DeleteFunc(names, func(n string) bool { return n != q.Send && n != q.Webhooks })
+	}
 	var out []prometheus.Metric
 	for _, q := range names {
 		if ctx.Err() != nil {
@@ -205,11 +221,11 @@ func (cc *clusterCollector) queues(ctx context.Context) ([]prometheus.Metric, er
 			out = append(out, gauge(descQueue, float64(n), q, queueStates[i]))
 		}
 	}
-	if !slices.Contains(names, tasks.QueueSend) {
+	if !slices.Contains(names, send) {
 		// Asynq lists a queue once a task was enqueued on it; until then the
 		// send queue is empty, not unknown.
 		for _, s := range queueStates {
-			out = append(out, gauge(descQueue, 0, tasks.QueueSend, s))
+			out = append(out, gauge(descQueue, 0, send, s))
 		}
 	}
 	return out, nil

@@ -3,6 +3,7 @@ package metrics_test
 import (
 	"context"
 	"errors"
+	"fmt"
 	"io"
 	"log/slog"
 	"math/big"
@@ -110,7 +111,7 @@ func TestClusterGaugesReflectRedisAndTheNode(t *testing.T) {
 		require.NoError(t, err)
 		ids = append(ids, j.ID)
 	}
-	task, opts, err := tasks.NewSendTask(ids[0])
+	task, opts, err := tasks.NewSendTask("", ids[0])
 	require.NoError(t, err)
 	client := asynq.NewClientFromRedisClient(c.rdb)
 	_, err = client.EnqueueContext(ctx, task, opts...)
@@ -284,4 +285,41 @@ func TestConcurrentScrapesAreBounded(t *testing.T) {
 			t.Fatal("scrapes did not finish once the node answered")
 		}
 	}
+}
+
+// A process serving two chains registers one Cluster per chain: each
+// chain's gauges carry chain="<name>", read that chain's keys only, and
+// report only its own queues.
+func TestClusterGaugesPerChain(t *testing.T) {
+	t.Parallel()
+	rs := testenv.Redis(t, testenv.WithoutAOF())
+	rdb := redis.NewClient(&redis.Options{Addr: rs.Addr(), MaxRetries: -1})
+	t.Cleanup(func() { rdb.Close() })
+	ctx := context.Background()
+	m := metrics.New()
+	log := slog.New(slog.NewTextHandler(io.Discard, nil))
+	for _, ch := range []struct {
+		name string
+		id   uint64
+	}{{"a", 1}, {"b", 2}} {
+		require.NoError(t, m.WatchCluster(metrics.Cluster{
+			Redis: rdb, Prefix: fmt.Sprintf("%sc%d:", prefix, ch.id), ChainID: ch.id, Log: log,
+			Chain: ch.name, Queues: tasks.ChainQueues(ch.id),
+		}))
+	}
+	storeB := jobs.NewStore(rdb, prefix+"c2:")
+	for range 2 {
+		j, _, err := storeB.Create(ctx, &jobs.Job{ChainID: 2, To: signerB.Hex(), Value: "0"}, "")
+		require.NoError(t, err)
+		task, opts, err := tasks.NewSendTask(tasks.ChainQueues(2).Send, j.ID)
+		require.NoError(t, err)
+		_, err = asynq.NewClientFromRedisClient(rdb).EnqueueContext(ctx, task, opts...)
+		require.NoError(t, err)
+	}
+	s := metricstest.Gather(t, m.Registry())
+	require.Equal(t, 0.0, s.Value("relayq_jobs", "chain", "a", "status", "queued"))
+	require.Equal(t, 2.0, s.Value("relayq_jobs", "chain", "b", "status", "queued"))
+	require.Equal(t, 2.0, s.Value("relayq_queue_tasks", "chain", "b", "queue", "relayq-2", "state", "pending"))
+	require.True(t, s.Has("relayq_queue_tasks", "chain", "a", "queue", "relayq-1", "state", "pending"), "a chain's send queue shows before its first task")
+	require.False(t, s.Has("relayq_queue_tasks", "chain", "a", "queue", "relayq-2", "state", "pending"), "chain a does not report b's queue")
 }

@@ -16,8 +16,33 @@ const (
 	TypeSend = "tx:send"
 )
 
-// QueueSend is the Asynq queue that carries send tasks.
+// QueueSend is the Asynq queue that carries send tasks (of the chain the
+// environment describes; see Queues).
 const QueueSend = "relayq"
+
+// Queues names the Asynq queues of one chain. The chain the environment
+// describes uses DefaultQueues; each chain of a relayq.yaml has its own
+// (ChainQueues), so the workers of one chain never take another's tasks.
+type Queues struct {
+	Send     string
+	Webhooks string
+}
+
+// DefaultQueues are the queues of the environment's chain.
+var DefaultQueues = Queues{Send: QueueSend, Webhooks: QueueWebhooks}
+
+// ChainQueues are the queues of a chain of a relayq.yaml.
+func ChainQueues(chainID uint64) Queues {
+	return Queues{Send: fmt.Sprintf("%s-%d", QueueSend, chainID), Webhooks: fmt.Sprintf("%s-%d", QueueWebhooks, chainID)}
+}
+
+// OrDefault is q, or DefaultQueues when q is the zero value.
+func (q Queues) OrDefault() Queues {
+	if q == (Queues{}) {
+		return DefaultQueues
+	}
+	return q
+}
 
 // SendMaxRetry bounds how often a send task is retried. Backoff is capped
 // (see worker.RetryDelay), so this is hours of trying, not seconds; the job
@@ -29,10 +54,14 @@ type SendPayload struct {
 	JobID string `json:"job_id"`
 }
 
-// NewSendTask builds the send task of a job. The job id is also the Asynq
-// TaskID, so enqueueing it twice is refused by Asynq (ErrTaskIDConflict),
-// which the caller treats as "already queued".
-func NewSendTask(jobID string) (*asynq.Task, []asynq.Option, error) {
+// NewSendTask builds the send task of a job, on queue (QueueSend when
+// empty). The job id is also the Asynq TaskID, so enqueueing it twice is
+// refused by Asynq (ErrTaskIDConflict), which the caller treats as
+// "already queued".
+func NewSendTask(queue, jobID string) (*asynq.Task, []asynq.Option, error) {
+	if queue == "" {
+		queue = QueueSend
+	}
 	if jobID == "" {
 		return nil, nil, fmt.Errorf("new send task: empty job id")
 	}
@@ -42,7 +71,7 @@ func NewSendTask(jobID string) (*asynq.Task, []asynq.Option, error) {
 	}
 	opts := []asynq.Option{
 		asynq.TaskID(jobID),
-		asynq.Queue(QueueSend),
+		asynq.Queue(queue),
 		asynq.MaxRetry(SendMaxRetry),
 		asynq.Timeout(2 * time.Minute),
 	}
@@ -91,9 +120,13 @@ type WebhookPayload struct {
 	Body []byte `json:"body"`
 }
 
-// NewWebhookTask builds the delivery task of one event. The event id is
-// the TaskID, so an event is enqueued at most once.
-func NewWebhookTask(p WebhookPayload) (*asynq.Task, []asynq.Option, error) {
+// NewWebhookTask builds the delivery task of one event, on queue
+// (QueueWebhooks when empty). The event id is the TaskID, so an event is
+// enqueued at most once.
+func NewWebhookTask(queue string, p WebhookPayload) (*asynq.Task, []asynq.Option, error) {
+	if queue == "" {
+		queue = QueueWebhooks
+	}
 	if err := p.check(); err != nil {
 		return nil, nil, fmt.Errorf("new webhook task: %w", err)
 	}
@@ -103,7 +136,7 @@ func NewWebhookTask(p WebhookPayload) (*asynq.Task, []asynq.Option, error) {
 	}
 	opts := []asynq.Option{
 		asynq.TaskID(p.EventID),
-		asynq.Queue(QueueWebhooks),
+		asynq.Queue(queue),
 		asynq.MaxRetry(WebhookMaxRetry),
 		asynq.Timeout(time.Minute),
 		asynq.Retention(WebhookRetention),

@@ -3,12 +3,14 @@ package tasks
 import (
 	"testing"
 
+	"github.com/hibiken/asynq"
+
 	"github.com/stretchr/testify/require"
 )
 
 func TestSendTaskRoundTrip(t *testing.T) {
 	t.Parallel()
-	task, opts, err := NewSendTask("job-1")
+	task, opts, err := NewSendTask("", "job-1")
 	require.NoError(t, err)
 	require.Equal(t, TypeSend, task.Type())
 	require.NotEmpty(t, opts)
@@ -16,7 +18,7 @@ func TestSendTaskRoundTrip(t *testing.T) {
 	require.NoError(t, err)
 	require.Equal(t, "job-1", p.JobID)
 
-	_, _, err = NewSendTask("")
+	_, _, err = NewSendTask("", "")
 	require.Error(t, err)
 	_, err = ParseSendPayload([]byte(`{}`))
 	require.Error(t, err)
@@ -27,7 +29,7 @@ func TestSendTaskRoundTrip(t *testing.T) {
 func TestWebhookTaskRoundTrip(t *testing.T) {
 	t.Parallel()
 	p := WebhookPayload{EventID: "job-1.2", JobID: "job-1", Type: "job.mined", URL: "https://example.com/hook", Body: []byte(`{"id":"job-1.2"}`)}
-	task, opts, err := NewWebhookTask(p)
+	task, opts, err := NewWebhookTask("", p)
 	require.NoError(t, err)
 	require.Equal(t, TypeWebhookDeliver, task.Type())
 	require.NotEmpty(t, opts)
@@ -41,11 +43,30 @@ func TestWebhookTaskRoundTrip(t *testing.T) {
 		{EventID: "e", JobID: "j", Body: []byte("{}")},
 		{EventID: "e", JobID: "j", URL: "u"},
 	} {
-		_, _, err := NewWebhookTask(bad)
+		_, _, err := NewWebhookTask("", bad)
 		require.Error(t, err, "%+v", bad)
 	}
 	_, err = ParseWebhookPayload([]byte(`{"event_id":"e"}`))
 	require.Error(t, err)
 	_, err = ParseWebhookPayload([]byte(`nope`))
 	require.Error(t, err)
+}
+
+// Each chain of a relayq.yaml has its own queues, so a worker of one chain
+// never takes another chain's task; the environment's chain keeps the
+// historical names.
+func TestChainQueuesAreApart(t *testing.T) {
+	t.Parallel()
+	require.Equal(t, DefaultQueues, Queues{}.OrDefault())
+	a, b := ChainQueues(1), ChainQueues(10)
+	require.Equal(t, Queues{Send: "relayq-1", Webhooks: "relayq-webhooks-1"}, a)
+	for _, q := range []string{a.Send, a.Webhooks, b.Send, b.Webhooks} {
+		require.NotContains(t, []string{QueueSend, QueueWebhooks}, q)
+	}
+	require.NotEqual(t, a, b)
+
+	task, opts, err := NewSendTask(a.Send, "job-1")
+	require.NoError(t, err)
+	require.Equal(t, TypeSend, task.Type())
+	require.Contains(t, opts, asynq.Queue("relayq-1"))
 }

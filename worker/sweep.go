@@ -62,7 +62,7 @@ func (w *Worker) Sweep(ctx context.Context, now time.Time) (int, error) {
 		if ok && now.Sub(created) < w.cfg.SweepAfter {
 			break // ids sort by creation time: the rest are younger
 		}
-		t, opts, err := tasks.NewSendTask(id)
+		t, opts, err := tasks.NewSendTask(w.cfg.Queues.Send, id)
 		if err != nil {
 			return n, err
 		}
@@ -71,11 +71,11 @@ func (w *Worker) Sweep(ctx context.Context, now time.Time) (int, error) {
 			// Usually the task is still pending or retrying. But an archived
 			// task (retries used up, or archived from the monitor) keeps the
 			// id for months: delete it so the job can run again.
-			info, ierr := w.inspector.GetTaskInfo(tasks.QueueSend, id)
+			info, ierr := w.inspector.GetTaskInfo(w.cfg.Queues.Send, id)
 			if ierr != nil || (info.State != asynq.TaskStateArchived && info.State != asynq.TaskStateCompleted) {
 				continue
 			}
-			if err := w.inspector.DeleteTask(tasks.QueueSend, id); err != nil {
+			if err := w.inspector.DeleteTask(w.cfg.Queues.Send, id); err != nil {
 				return n, err
 			}
 			_, err = w.enqueuer.EnqueueContext(ctx, t, opts...)
@@ -117,7 +117,7 @@ func (w *Worker) Prune(ctx context.Context, now time.Time) (int, error) {
 // recovers later finds its job already moved on. It returns how many jobs
 // it ran.
 func (w *Worker) RecoverOrphans(ctx context.Context) (int, error) {
-	active, err := w.inspector.ListActiveTasks(tasks.QueueSend, asynq.PageSize(sweepBatch))
+	active, err := w.inspector.ListActiveTasks(w.cfg.Queues.Send, asynq.PageSize(sweepBatch))
 	if err != nil {
 		if errors.Is(err, asynq.ErrQueueNotFound) {
 			return 0, nil

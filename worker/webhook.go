@@ -81,7 +81,7 @@ func (w *Worker) runWebhooks(ctx context.Context) {
 	}
 	srv := asynq.NewServerFromRedisClient(w.cfg.Redis, asynq.Config{
 		Concurrency:    cfg.Concurrency,
-		Queues:         map[string]int{tasks.QueueWebhooks: 1},
+		Queues:         map[string]int{w.cfg.Queues.Webhooks: 1},
 		RetryDelayFunc: func(n int, _ error, _ *asynq.Task) time.Duration { return delay(n) },
 		ErrorHandler:   asynq.ErrorHandlerFunc(w.handleTaskError),
 		Logger:         asynqLogger{w.log},
@@ -145,7 +145,7 @@ func (w *Worker) DispatchWebhooks(ctx context.Context) (int, error) {
 		if ev.Job != nil && ev.Err == nil {
 			var t *asynq.Task
 			var opts []asynq.Option
-			t, opts, ev.Err = webhookTask(ev)
+			t, opts, ev.Err = webhookTask(w.cfg.Queues.Webhooks, ev)
 			if ev.Err == nil {
 				_, err := w.enqueuer.EnqueueContext(ctx, t, opts...)
 				if err != nil && !errors.Is(err, asynq.ErrTaskIDConflict) {
@@ -183,7 +183,7 @@ func eventType(c jobs.Change) string {
 }
 
 // webhookTask builds the delivery task of an outbox event, body and all.
-func webhookTask(ev jobs.OutboxEvent) (*asynq.Task, []asynq.Option, error) {
+func webhookTask(queue string, ev jobs.OutboxEvent) (*asynq.Task, []asynq.Option, error) {
 	j := *ev.Job
 	// Delivery bookkeeping is about the webhook, not the job's state.
 	j.Webhook = nil
@@ -196,7 +196,7 @@ func webhookTask(ev jobs.OutboxEvent) (*asynq.Task, []asynq.Option, error) {
 	if err != nil {
 		return nil, nil, fmt.Errorf("webhook event %s: %w", ev.ID, err)
 	}
-	return tasks.NewWebhookTask(tasks.WebhookPayload{EventID: ev.ID, JobID: ev.JobID, Type: typ, URL: j.WebhookURL, Body: body})
+	return tasks.NewWebhookTask(queue, tasks.WebhookPayload{EventID: ev.ID, JobID: ev.JobID, Type: typ, URL: j.WebhookURL, Body: body})
 }
 
 // HandleWebhookTask makes one delivery attempt and records its outcome on

@@ -42,7 +42,7 @@ func hookSetup(t *testing.T, wh WebhookConfig, opts ...testenv.RedisOption) *hoo
 	rdb := redis.NewClient(&redis.Options{Addr: rs.Addr(), MaxRetries: -1})
 	t.Cleanup(func() { rdb.Close() })
 	w := &Worker{
-		cfg:       Config{Redis: rdb, Prefix: "relayq:", Webhook: wh, ShutdownTimeout: 5 * time.Second},
+		cfg:       Config{Redis: rdb, Prefix: "relayq:", Webhook: wh, ShutdownTimeout: 5 * time.Second, Queues: tasks.DefaultQueues},
 		store:     jobs.NewStore(rdb, "relayq:"),
 		enqueuer:  asynq.NewClientFromRedisClient(rdb),
 		inspector: asynq.NewInspectorFromRedisClient(rdb),
@@ -148,7 +148,7 @@ func TestDispatchAfterACrashBeforeRemoval(t *testing.T) {
 	require.NoError(t, err)
 	require.Len(t, evs, 2)
 	// The half-done pass: enqueued, not removed.
-	task, opts, err := webhookTask(evs[0])
+	task, opts, err := webhookTask("", evs[0])
 	require.NoError(t, err)
 	_, err = b.w.enqueuer.EnqueueContext(ctx, task, opts...)
 	require.NoError(t, err)
@@ -293,7 +293,7 @@ func TestHandleWebhookTask(t *testing.T) {
 			id := b.hookedJob(t, rcv.URL+"/hook")
 			evs, err := b.store.Outbox(ctx, 1)
 			require.NoError(t, err)
-			task, _, err := webhookTask(evs[0])
+			task, _, err := webhookTask("", evs[0])
 			require.NoError(t, err)
 			p, err := tasks.ParseWebhookPayload(task.Payload())
 			require.NoError(t, err)

@@ -75,6 +75,9 @@ type Config struct {
 	// goes to the least-loaded signer under it (default
 	// DefaultMaxInFlight; see pool.go).
 	MaxInFlight int
+	// Queues are the Asynq queues of this worker's chain (zero:
+	// tasks.DefaultQueues); with several chains each has its own.
+	Queues tasks.Queues
 }
 
 // Account is one signer with its nonce allocator.
@@ -142,6 +145,7 @@ func New(ctx context.Context, cfg Config) (*Worker, error) {
 	if cfg.ShutdownTimeout <= 0 {
 		cfg.ShutdownTimeout = 10 * time.Second
 	}
+	cfg.Queues = cfg.Queues.OrDefault()
 	id, err := cfg.Backend.ChainID(ctx)
 	if err != nil {
 		return nil, fmt.Errorf("worker: chain id: %w", err)
@@ -221,7 +225,7 @@ func (w *Worker) Handler() asynq.Handler {
 func (w *Worker) Run(ctx context.Context) error {
 	srv := asynq.NewServerFromRedisClient(w.cfg.Redis, asynq.Config{
 		Concurrency:     w.cfg.Concurrency,
-		Queues:          map[string]int{tasks.QueueSend: 1},
+		Queues:          map[string]int{w.cfg.Queues.Send: 1},
 		RetryDelayFunc:  RetryDelay,
 		IsFailure:       IsFailure,
 		ErrorHandler:    asynq.ErrorHandlerFunc(w.handleTaskError),

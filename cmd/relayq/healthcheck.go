@@ -2,7 +2,6 @@ package main
 
 import (
 	"context"
-	"errors"
 	"fmt"
 	"io"
 	"net/http"
@@ -39,8 +38,11 @@ func runHealthcheck(ctx context.Context, args []string, getenv func(string) stri
 	if err != nil {
 		return fmt.Errorf("healthcheck: %w", err)
 	}
-	if cfg.RPCURL == "" {
-		return errors.New("healthcheck: RELAYQ_RPC_URL is not set")
+	chains := chainsOf(cfg)
+	for _, ch := range chains {
+		if len(ch.RPCURLs) == 0 {
+			return fmt.Errorf("healthcheck: chain %s has no RPC URL (RELAYQ_RPC_URL or rpc_urls in RELAYQ_CONFIG)", ch.Name)
+		}
 	}
 	conn, err := redisconn.Parse(cfg.RedisURL)
 	if err != nil {
@@ -51,14 +53,18 @@ func runHealthcheck(ctx context.Context, args []string, getenv func(string) stri
 	if err := rdb.Ping(ctx).Err(); err != nil {
 		return fmt.Errorf("healthcheck: redis: %w", err)
 	}
-	// With several RPC URLs, one answering is healthy: the others fail over.
-	node, err := txmgr.DialNode(ctx, cfg.RPCURLs(), 2*time.Second, nil)
-	if err != nil {
-		return fmt.Errorf("healthcheck: node: %w", err)
-	}
-	defer node.Close()
-	if _, err := node.ChainID(ctx); err != nil {
-		return fmt.Errorf("healthcheck: node: %w", err)
+	// Every chain's node must answer; with several RPC URLs, one answering
+	// is healthy: the others fail over.
+	for _, ch := range chains {
+		node, err := txmgr.DialNode(ctx, ch.RPCURLs, 2*time.Second, nil)
+		if err != nil {
+			return fmt.Errorf("healthcheck: chain %s: node: %w", ch.Name, err)
+		}
+		_, err = node.ChainID(ctx)
+		node.Close()
+		if err != nil {
+			return fmt.Errorf("healthcheck: chain %s: node: %w", ch.Name, err)
+		}
 	}
 	fmt.Fprintln(stdout, "ok")
 	return nil

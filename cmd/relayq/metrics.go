@@ -6,39 +6,13 @@ import (
 	"fmt"
 	"io"
 	"log/slog"
-	"math/big"
 	"net"
 	"net/http"
 	"sync"
 	"time"
 
-	"github.com/redis/go-redis/v9"
-
-	"github.com/relayq/relayq/config"
 	"github.com/relayq/relayq/metrics"
-	"github.com/relayq/relayq/signer"
-	"github.com/relayq/relayq/txmgr"
 )
-
-// instrument builds the process's metrics. Every node call made through the
-// returned backend is counted, so the worker, the API and the balance gauges
-// should all use it; the cluster gauges (jobs, queues, signers) are read from
-// Redis and the node at each scrape. In `serve` and `dev` the API and the
-// worker share these metrics, so the API's /metrics shows both.
-func instrument(cfg config.Config, rdb redis.UniversalClient, node txmgr.Backend, chainID *big.Int, signers []signer.Signer, log *slog.Logger) (*metrics.Metrics, txmgr.Backend) {
-	m := metrics.New()
-	backend := txmgr.Observed(node, m.RPC)
-	err := m.WatchCluster(metrics.Cluster{
-		Redis: rdb, Prefix: cfg.Prefix, ChainID: chainID.Uint64(), Node: backend,
-		Signers: signer.Addresses(signers), Log: log,
-	})
-	if err != nil {
-		// Only a programming error gets here (no Redis, registered twice):
-		// the process still runs, without the cluster gauges.
-		log.Error("metrics: cluster gauges not registered", "err", err)
-	}
-	return m, backend
-}
 
 // serveMetrics serves m at GET /metrics on addr (RELAYQ_METRICS_LISTEN)
 // until ctx ends: how a worker process, which has no API, is scraped. An

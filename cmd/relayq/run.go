@@ -18,8 +18,8 @@ import (
 	"github.com/relayq/relayq/internal/devchain/contract"
 	"github.com/relayq/relayq/internal/redisconn"
 	"github.com/relayq/relayq/jobs"
+	"github.com/relayq/relayq/metrics"
 	"github.com/relayq/relayq/signer"
-	"github.com/relayq/relayq/txmgr"
 	"github.com/relayq/relayq/worker"
 )
 
@@ -108,7 +108,7 @@ func serve(ctx context.Context, role config.Role, cfg config.Config, log *slog.L
 	}
 	// go-redis keeps 10 connections per CPU; every worker handler (and
 	// Asynq's own loops) may hold one at once, unless the URL says pool_size.
-	rdb := conn.Client(cfg.Concurrency + 32)
+	rdb := conn.Client(cfg.Concurrency*len(chainsOf(cfg)) + 32)
 	// On a cluster all of the deployment's keys share one hash tag.
 	cfg.Prefix = conn.KeyPrefix(cfg.Prefix)
 	var storeOpts []jobs.Option
@@ -131,72 +131,59 @@ func serve(ctx context.Context, role config.Role, cfg config.Config, log *slog.L
 		return fmt.Errorf("redis at REDIS_URL does not answer: %w", err)
 	}
 	log.Info("redis", "mode", conn.Mode(), "addrs", conn.Addrs(), "prefix", cfg.Prefix, "min_replicas", cfg.RedisMinReplicas)
-	// Several URLs: reads fail over, broadcasts go to all (txmgr.Multi).
-	node, err := txmgr.DialNode(startCtx, cfg.RPCURLs(), cfg.RPCTimeout, log)
+	m := metrics.New()
+	chains, err := startChains(startCtx, cfg, rdb, m, log)
+	defer func() {
+		for _, ch := range chains {
+			ch.node.Close()
+		}
+	}()
 	if err != nil {
-		return fmt.Errorf("RELAYQ_RPC_URL: %w", err)
+		return err
 	}
-	defer node.Close()
-	chainID, err := node.ChainID(startCtx)
-	if err != nil {
-		return fmt.Errorf("node at RELAYQ_RPC_URL does not answer: %w", err)
-	}
-	var signers []signer.Signer
-	if len(cfg.PrivateKeys) > 0 {
-		if signers, err = signer.FromHexKeys(cfg.PrivateKeys, chainID); err != nil {
-			return err
-		}
-	}
-	if len(cfg.KeystoreFiles) > 0 {
-		pw, err := signer.KeystorePassword(cfg.KeystorePasswordFile, cfg.KeystorePassword)
-		if err != nil {
-			return err
-		}
-		ks, err := signer.FromKeystoreFiles(cfg.KeystoreFiles, pw, chainID)
-		if err != nil {
-			return err
-		}
-		signers = append(signers, ks...)
-		if err := signer.Unique(signers); err != nil {
-			return err
-		}
-	}
-	m, backend := instrument(cfg, rdb, node, chainID, signers, log)
 	var wg sync.WaitGroup
-	errc := make(chan error, 2)
+	errc := make(chan error, len(chains)+2)
 	runCtx, stop := context.WithCancel(ctx)
 	defer stop()
 	if role&config.RoleWorker != 0 {
-		w, err := worker.New(startCtx, worker.Config{
-			Redis: rdb, Prefix: cfg.Prefix, Backend: backend, Signers: signers, Metrics: m,
-			Concurrency: cfg.Concurrency, PollInterval: cfg.PollInterval, SweepAfter: cfg.SweepAfter, JobRetention: cfg.JobRetention,
-			MaxFeePerGas: new(big.Int).SetUint64(cfg.MaxFeePerGasWei), Log: log,
-			CrashAt: cfg.TestCrashAt, StuckBlocks: cfg.StuckBlocks, BumpPercent: int(cfg.BumpPercent),
-			Webhook: worker.WebhookConfig{Secret: cfg.WebhookSecret, Allow: cfg.WebhookAllow},
-			// Custom errors of the sample contract decode by name until
-			// contracts can be registered with their ABIs.
-			ErrorABI: &contract.ABI,
-			// In-flight handlers get the drain time; the rest of the
-			// shutdown bound is for handing unfinished tasks back.
-			ShutdownTimeout: cfg.DrainTimeout(),
-			StoreOptions:    storeOpts,
-			MaxInFlight:     cfg.SignerMaxInFlight,
-		})
-		if err != nil {
-			return err
+		// One worker per chain, each on its own keys and queues.
+		for _, ch := range chains {
+			w, err := worker.New(startCtx, worker.Config{
+				Redis: rdb, Prefix: ch.prefix, Queues: ch.queues, Backend: ch.backend, Signers: ch.signers, Metrics: m,
+				Concurrency: cfg.Concurrency, PollInterval: ch.cfg.PollInterval, SweepAfter: cfg.SweepAfter, JobRetention: cfg.JobRetention,
+				MaxFeePerGas: new(big.Int).SetUint64(ch.cfg.MaxFeePerGasWei), Log: log.With("chain", ch.cfg.Name),
+				CrashAt: cfg.TestCrashAt, StuckBlocks: ch.cfg.StuckBlocks, BumpPercent: int(ch.cfg.BumpPercent),
+				Webhook: worker.WebhookConfig{Secret: cfg.WebhookSecret, Allow: cfg.WebhookAllow},
+				// Custom errors of the sample contract decode by name; others
+				// by the ABIs registered with POST /v1/contracts.
+				ErrorABI: &contract.ABI,
+				// In-flight handlers get the drain time; the rest of the
+				// shutdown bound is for handing unfinished tasks back.
+				ShutdownTimeout: cfg.DrainTimeout(),
+				StoreOptions:    storeOpts,
+				MaxInFlight:     ch.cfg.SignerMaxInFlight,
+			})
+			if err != nil {
+				return fmt.Errorf("chain %s: %w", ch.cfg.Name, err)
+			}
+			defer w.Close()
+			wg.Add(1)
+			go func() {
+				defer wg.Done()
+				errc <- w.Run(runCtx)
+			}()
+			log.Info("worker started", "chain", ch.cfg.Name, "chain_id", ch.chainID, "signers", len(ch.signers))
 		}
-		defer w.Close()
-		wg.Add(1)
-		go func() {
-			defer wg.Done()
-			errc <- w.Run(runCtx)
-		}()
-		log.Info("worker started", "chain_id", chainID, "signers", len(signers))
 	}
 	if role&config.RoleAPI != 0 {
+		apiChains := make([]api.Chain, len(chains))
+		for i, ch := range chains {
+			apiChains[i] = api.Chain{Name: ch.cfg.Name, Prefix: ch.prefix, Queues: ch.queues, Node: ch.backend,
+				Signers: signer.Addresses(ch.signers), Confirmations: ch.cfg.Confirmations}
+		}
 		srv, err := api.New(startCtx, api.Config{
-			Redis: rdb, RedisConnOpt: connOpt, Prefix: cfg.Prefix, Node: backend, APIKeys: cfg.APIKeys, Metrics: m,
-			Signers: signer.Addresses(signers), Confirmations: cfg.Confirmations, MonitorWrite: cfg.MonitorWrite, Log: log,
+			Redis: rdb, RedisConnOpt: connOpt, Chains: apiChains, APIKeys: cfg.APIKeys, Metrics: m,
+			MonitorWrite: cfg.MonitorWrite, Log: log,
 			WebhookSecret: cfg.WebhookSecret, WebhookAllow: cfg.WebhookAllow,
 			RateLimit: float64(cfg.RateLimit), RateBurst: int(cfg.RateBurst), RequestTimeout: cfg.RequestTimeout,
 			StoreOptions: storeOpts,
@@ -233,7 +220,7 @@ func serve(ctx context.Context, role config.Role, cfg config.Config, log *slog.L
 			}
 			log.Info("api stopped", "took", time.Since(began).String())
 		}()
-		log.Info("api listening", "addr", l.Addr().String(), "chain_id", chainID, "auth", len(cfg.APIKeys) > 0)
+		log.Info("api listening", "addr", l.Addr().String(), "chains", len(chains), "auth", len(cfg.APIKeys) > 0)
 		fmt.Fprintf(stdout, "relayq API listening on http://%s\n", l.Addr())
 	}
 	serveMetrics(runCtx, &wg, errc, cfg.MetricsListen, m, log, stdout)

@@ -79,10 +79,17 @@ func newCluster(t *testing.T, opts clusterOptions) (*cluster, string) {
 	for range opts.workers {
 		c.addWorker()
 	}
-	port := testenv.FreePort(t)
+	c.startAPI()
+	return c, counter.Hex()
+}
+
+// startAPI starts the `relayq api` process on a free port, with c.env, and
+// waits until it is ready.
+func (c *cluster) startAPI() {
+	port := testenv.FreePort(c.t)
 	c.apiURL = fmt.Sprintf("http://127.0.0.1:%d", port)
 	apiEnv := append([]string{"RELAYQ_LISTEN=127.0.0.1:" + fmt.Sprint(port), "RELAYQ_API_KEYS=" + testAPIKey}, c.env...)
-	testenv.Start(t, "api", c.bin, apiEnv, func() error {
+	testenv.Start(c.t, "api", c.bin, apiEnv, func() error {
 		res, err := http.Get(c.apiURL + "/readyz")
 		if err != nil {
 			return err
@@ -93,7 +100,6 @@ func newCluster(t *testing.T, opts clusterOptions) (*cluster, string) {
 		}
 		return nil
 	}, "api")
-	return c, counter.Hex()
 }
 
 // addWorker starts one more `relayq worker` process with extra env.

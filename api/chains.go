@@ -1,0 +1,184 @@
+package api
+
+import (
+	"bytes"
+	"encoding/json"
+	"fmt"
+	"io"
+	"net/http"
+	"strconv"
+	"strings"
+
+	"github.com/ethereum/go-ethereum/common"
+	"github.com/labstack/echo/v4"
+	"github.com/redis/go-redis/v9"
+
+	"github.com/relayq/relayq/jobs"
+	"github.com/relayq/relayq/tasks"
+)
+
+// DefaultChainName names the chain of an API given no Chains (as the
+// environment's one chain is named in config).
+const DefaultChainName = "default"
+
+// Chain is one chain the API serves: its jobs, queues and registries live
+// under its own key prefix and queues, and its reads go to its node.
+type Chain struct {
+	Name          string       // how requests name it ("chain"), besides its decimal chain id
+	Prefix        string       // Redis key prefix of its jobs, nonces and contracts
+	Queues        tasks.Queues // its Asynq queues (zero: tasks.DefaultQueues)
+	Node          Node
+	Signers       []common.Address // signers whose keys this process holds for it
+	Confirmations uint64           // default confirmations of its jobs (0: 1)
+}
+
+// chainSet is every chain of one API. Each chain is served by a Server of
+// its own sharing the Echo instance, the monitor and the Redis client; the
+// first one is the API's Server.
+type chainSet struct {
+	list []*Server
+}
+
+// names lists the chains for messages: "sepolia (11155111), base (8453)".
+func (cs *chainSet) names() string {
+	out := make([]string, len(cs.list))
+	for i, ch := range cs.list {
+		out[i] = fmt.Sprintf("%s (%d)", ch.name, ch.chainID)
+	}
+	return strings.Join(out, ", ")
+}
+
+// chainFor resolves a chain selector: a chain's name or its decimal chain
+// id. An empty selector is the API's only chain; with several the request
+// must name one.
+func (s *Server) chainFor(sel string) (*Server, *Error) {
+	all := s.chains.list
+	if sel == "" {
+		if len(all) == 1 {
+			return all[0], nil
+		}
+		return nil, invalid("chain_required", "chain", "this relayq serves several chains: name one with chain, one of %s", s.chains.names())
+	}
+	for _, ch := range all {
+		if sel == ch.name || sel == strconv.FormatUint(ch.chainID, 10) {
+			return ch, nil
+		}
+	}
+	return nil, invalid("unknown_chain", "chain", "chain %q is not one this relayq serves: %s", clip(sel), s.chains.names())
+}
+
+// checkChain refuses a request body whose chain does not name s, the chain
+// serving it (the routing below chose s from the same field).
+func (s *Server) checkChain(sel *string) *Error {
+	if sel == nil {
+		return nil
+	}
+	ch, e := s.chainFor(*sel)
+	if e != nil {
+		return e
+	}
+	if ch != s {
+		return invalid("unknown_chain", "chain", "chain %q is not the chain of this request", clip(*sel))
+	}
+	return nil
+}
+
+// chainRoute picks the Server of a request's chain.
+type chainRoute func(s *Server, c echo.Context) (*Server, error)
+
+// onChain routes a handler to the Server of the request's chain.
+func (s *Server) onChain(route chainRoute, h func(*Server, echo.Context) error) echo.HandlerFunc {
+	return func(c echo.Context) error {
+		ch, err := route(s, c)
+		if err != nil {
+			return err
+		}
+		return h(ch, c)
+	}
+}
+
+// byQuery takes the chain from ?chain=.
+func byQuery(s *Server, c echo.Context) (*Server, error) {
+	ch, e := s.chainFor(c.QueryParam("chain"))
+	if e != nil {
+		return nil, e
+	}
+	return ch, nil
+}
+
+// byBody takes the chain from the body's top-level "chain" field, reading
+// the body and handing it on unchanged. A body that is not a JSON object
+// goes to the first chain, whose handler reports what is wrong with it.
+func byBody(s *Server, c echo.Context) (*Server, error) {
+	if len(s.chains.list) == 1 {
+		return s, nil // the handler checks a chain field (checkChain)
+	}
+	body, e := readBody(c)
+	if e != nil {
+		return nil, e
+	}
+	c.Request().Body = io.NopCloser(bytes.NewReader(body))
+	var sel struct {
+		Chain json.RawMessage `json:"chain"`
+	}
+	if json.Unmarshal(body, &sel) != nil {
+		return s, nil
+	}
+	name := ""
+	if len(sel.Chain) > 0 && string(sel.Chain) != "null" {
+		if err := json.Unmarshal(sel.Chain, &name); err != nil {
+			return nil, invalid("invalid_type", "chain", "chain must be a JSON string: a chain's name or its decimal chain id")
+		}
+	}
+	ch, e := s.chainFor(name)
+	if e != nil {
+		return nil, e
+	}
+	return ch, nil
+}
+
+// byJob takes the chain whose store holds the job named by :id; a job in
+// none goes to the first chain, which answers 404.
+func byJob(s *Server, c echo.Context) (*Server, error) {
+	id := c.Param("id")
+	if _, ok := jobs.CreatedAt(id); !ok || len(s.chains.list) == 1 {
+		return s, nil
+	}
+	ctx := c.Request().Context()
+	pipe := s.cfg.Redis.Pipeline()
+	for _, ch := range s.chains.list {
+		pipe.Exists(ctx, ch.store.JobKey(id))
+	}
+	cmds, err := pipe.Exec(ctx)
+	if err != nil {
+		return nil, apiError(CodeUnavailable, "could not look the job up: %v", err)
+	}
+	for i, cmd := range cmds {
+		if n, ok := cmd.(*redis.IntCmd); ok && n.Val() > 0 {
+			return s.chains.list[i], nil
+		}
+	}
+	return s, nil
+}
+
+// listAllSigners answers GET /v1/signers: the signers of the chain ?chain=
+// names, or of every chain.
+func (s *Server) listAllSigners(c echo.Context) error {
+	chains := s.chains.list
+	if sel := c.QueryParam("chain"); sel != "" {
+		ch, e := s.chainFor(sel)
+		if e != nil {
+			return e
+		}
+		chains = []*Server{ch}
+	}
+	out := []signerView{}
+	for _, ch := range chains {
+		vs, err := ch.signerViews(c.Request().Context())
+		if err != nil {
+			return err
+		}
+		out = append(out, vs...)
+	}
+	return c.JSON(http.StatusOK, map[string]any{"signers": out})
+}
