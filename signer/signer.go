@@ -4,6 +4,7 @@
 package signer
 
 import (
+	"context"
 	"crypto/ecdsa"
 	"errors"
 	"fmt"
@@ -15,10 +16,14 @@ import (
 	"github.com/ethereum/go-ethereum/crypto"
 )
 
-// Signer signs transactions for one address on one chain.
+// Signer signs transactions for one address on one chain. SignTx takes a
+// context so that a remote signer (a KMS, an HSM over the network) can be
+// bounded and cancelled; txmgr.Sign checks what any signer other than a
+// local Key returns (the sender and every field) before relayq persists
+// or broadcasts it.
 type Signer interface {
 	Address() common.Address
-	SignTx(tx *types.Transaction) (*types.Transaction, error)
+	SignTx(ctx context.Context, tx *types.Transaction) (*types.Transaction, error)
 }
 
 // Key is a Signer backed by an in-memory private key.
@@ -36,8 +41,9 @@ func NewKey(key *ecdsa.PrivateKey, chainID *big.Int) *Key {
 // Address is the signer's account.
 func (k *Key) Address() common.Address { return k.addr }
 
-// SignTx signs tx with the key.
-func (k *Key) SignTx(tx *types.Transaction) (*types.Transaction, error) {
+// SignTx signs tx with the key; local signing does not wait, so ctx is
+// not consulted.
+func (k *Key) SignTx(_ context.Context, tx *types.Transaction) (*types.Transaction, error) {
 	return types.SignTx(tx, k.signer, k.key)
 }
 

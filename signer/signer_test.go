@@ -1,6 +1,7 @@
 package signer
 
 import (
+	"context"
 	"math/big"
 	"testing"
 
@@ -18,7 +19,7 @@ func TestFromHexKeys(t *testing.T) {
 	require.NoError(t, err)
 	require.Equal(t, common.HexToAddress("0xf39Fd6e51aad88F6F4ce6aB8827279cffFb92266"), ss[0].Address())
 
-	tx, err := ss[0].SignTx(types.NewTx(&types.DynamicFeeTx{ChainID: chain, Nonce: 3, Gas: 21000, GasTipCap: big.NewInt(1), GasFeeCap: big.NewInt(2)}))
+	tx, err := ss[0].SignTx(context.Background(), types.NewTx(&types.DynamicFeeTx{ChainID: chain, Nonce: 3, Gas: 21000, GasTipCap: big.NewInt(1), GasFeeCap: big.NewInt(2)}))
 	require.NoError(t, err)
 	from, err := types.Sender(types.LatestSignerForChainID(chain), tx)
 	require.NoError(t, err)

@@ -34,7 +34,7 @@ func TestSendAllReportsEachTransaction(t *testing.T) {
 	fees, err := txmgr.NewFeeOracle(rpc, big.NewInt(1e12), 0).Fees(ctx)
 	require.NoError(t, err)
 	sign := func(n uint64) *types.Transaction {
-		tx, _, err := txmgr.Sign(s, chainID, n, 21000, fees, txmgr.Call{From: s.Address(), To: common.HexToAddress("0xbeef"), Value: big.NewInt(1)})
+		tx, _, err := txmgr.Sign(context.Background(), s, chainID, n, 21000, fees, txmgr.Call{From: s.Address(), To: common.HexToAddress("0xbeef"), Value: big.NewInt(1)})
 		require.NoError(t, err)
 		return tx
 	}
@@ -73,7 +73,7 @@ func TestSendTransactionsUnreachableNode(t *testing.T) {
 	fees := txmgr.Fees{TipCap: big.NewInt(1), FeeCap: big.NewInt(2)}
 	var txs []*types.Transaction
 	for n := range uint64(3) {
-		tx, _, err := txmgr.Sign(s, chainID, n, 21000, fees, txmgr.Call{From: s.Address(), To: common.HexToAddress("0xbeef")})
+		tx, _, err := txmgr.Sign(context.Background(), s, chainID, n, 21000, fees, txmgr.Call{From: s.Address(), To: common.HexToAddress("0xbeef")})
 		require.NoError(t, err)
 		txs = append(txs, tx)
 	}

@@ -1,6 +1,7 @@
 package txmgr_test
 
 import (
+	"context"
 	"math/big"
 	"testing"
 
@@ -24,7 +25,7 @@ func BenchmarkSign(b *testing.B) {
 	b.ReportAllocs()
 	var n uint64
 	for b.Loop() {
-		if _, _, err := txmgr.Sign(s, chainID, n, 50_000, fees, call); err != nil {
+		if _, _, err := txmgr.Sign(context.Background(), s, chainID, n, 50_000, fees, call); err != nil {
 			b.Fatal(err)
 		}
 		n++

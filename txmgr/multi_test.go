@@ -195,7 +195,7 @@ func TestMultiBroadcastsToAll(t *testing.T) {
 	fees, err := txmgr.NewFeeOracle(s.sRPC, big.NewInt(1e12), 0).Fees(ctx)
 	require.NoError(t, err)
 	sign := func(n uint64, gas uint64) *types.Transaction {
-		tx, _, err := txmgr.Sign(sg, chainID, n, gas, fees, txmgr.Call{From: sg.Address(), To: common.HexToAddress("0xbeef"), Value: big.NewInt(1)})
+		tx, _, err := txmgr.Sign(context.Background(), sg, chainID, n, gas, fees, txmgr.Call{From: sg.Address(), To: common.HexToAddress("0xbeef"), Value: big.NewInt(1)})
 		require.NoError(t, err)
 		return tx
 	}

@@ -2,6 +2,7 @@ package txmgr
 
 import (
 	"context"
+	"errors"
 	"fmt"
 	"math/big"
 
@@ -41,7 +42,11 @@ func Estimate(ctx context.Context, b Backend, c Call) (uint64, error) {
 
 // Sign builds and signs the EIP-1559 transaction for c and returns it with
 // its binary encoding (what is persisted before broadcast).
-func Sign(s signer.Signer, chainID *big.Int, nonce, gas uint64, fees Fees, c Call) (*types.Transaction, []byte, error) {
+//
+// A signer other than a local signer.Key (a remote one) is not trusted
+// with the content: what it returns must be signed by its address and
+// carry exactly the fields asked for, or it is refused.
+func Sign(ctx context.Context, s signer.Signer, chainID *big.Int, nonce, gas uint64, fees Fees, c Call) (*types.Transaction, []byte, error) {
 	value := c.Value
 	if value == nil {
 		value = new(big.Int)
@@ -57,9 +62,14 @@ func Sign(s signer.Signer, chainID *big.Int, nonce, gas uint64, fees Fees, c Cal
 		Value:     value,
 		Data:      c.Data,
 	})
-	signed, err := s.SignTx(tx)
+	signed, err := s.SignTx(ctx, tx)
 	if err != nil {
 		return nil, nil, fmt.Errorf("sign tx: %w", err)
+	}
+	if _, local := s.(*signer.Key); !local {
+		if err := checkSigned(tx, signed, s.Address(), chainID); err != nil {
+			return nil, nil, fmt.Errorf("sign tx: signer %s: %w", s.Address().Hex(), err)
+		}
 	}
 	raw, err := signed.MarshalBinary()
 	if err != nil {
@@ -89,3 +99,24 @@ func ReplayRevert(ctx context.Context, b Backend, tx *types.Transaction, from co
 // NoopGas is the gas of a 0-value transfer to an account without code: the
 // cancellations and gap fills relayq sends to its own signer.
 const NoopGas = 21000
+
+// checkSigned requires signed to be want, signed by from on chainID: the
+// same signing hash (which covers every field but the signature) and the
+// sender recovered from the signature.
+func checkSigned(want, signed *types.Transaction, from common.Address, chainID *big.Int) error {
+	if signed == nil {
+		return errors.New("returned no transaction")
+	}
+	ls := types.LatestSignerForChainID(chainID)
+	if signed.Type() != want.Type() || ls.Hash(signed) != ls.Hash(want) {
+		return errors.New("returned a different transaction than it was asked to sign")
+	}
+	sender, err := types.Sender(ls, signed)
+	if err != nil {
+		return fmt.Errorf("returned a bad signature: %w", err)
+	}
+	if sender != from {
+		return fmt.Errorf("returned a transaction signed by %s", sender.Hex())
+	}
+	return nil
+}

@@ -131,7 +131,7 @@ func (w *Worker) sendBatch(ctx context.Context, a *Account, batch []*sendReq) {
 			r.done <- errFollow // not queued any more: another run got further
 			continue
 		}
-		tx, raw, err := txmgr.Sign(a.Signer, w.chainID, res[i].Nonce, r.gas, r.fees, r.call)
+		tx, raw, err := txmgr.Sign(ctx, a.Signer, w.chainID, res[i].Nonce, r.gas, r.fees, r.call)
 		if err != nil {
 			r.done <- fmt.Errorf("job %s: %w", r.j.ID, err)
 			continue

@@ -652,7 +652,7 @@ func (t *Tracker) replace(ctx context.Context, j *jobs.Job, n, gas uint64, fees 
 		// Never sign a job with a key other than the one its nonce is bound to.
 		return fmt.Errorf("job %s belongs to signer %s, not %s", j.ID, j.From, t.a.Signer.Address())
 	}
-	tx, raw, err := txmgr.Sign(t.a.Signer, t.w.chainID, n, gas, fees, call)
+	tx, raw, err := txmgr.Sign(ctx, t.a.Signer, t.w.chainID, n, gas, fees, call)
 	if err != nil {
 		return err
 	}
