@@ -37,6 +37,7 @@ type submitRequest struct {
 	Confirmations *string         `json:"confirmations,omitempty"`
 	Metadata      json.RawMessage `json:"metadata,omitempty"`
 	WebhookURL    *string         `json:"webhook_url,omitempty"`
+	Chain         *string         `json:"chain,omitempty"`
 }
 
 // runSubmit is `relayq submit`.
@@ -58,6 +59,7 @@ func runSubmit(ctx context.Context, args []string, getenv func(string) string, s
 	field("confirmations", "blocks on top before the job is confirmed")
 	field("metadata", "a JSON object stored with the job and returned as given")
 	field("webhook-url", "URL that gets the job's status changes")
+	field("chain", "the chain's name or id, when the API serves several (RELAYQ_CONFIG)")
 	idem := fs.String("idempotency-key", "", "Idempotency-Key: the same key and request again returns the first job instead of a new one")
 	wait := fs.Bool("wait", false, `then follow the job like "relayq status ID --wait"`)
 	asJSON := fs.Bool("json", false, "print the API's JSON answer instead of the id")
@@ -90,7 +92,7 @@ func runSubmit(ctx context.Context, args []string, getenv func(string) string, s
 	req := submitRequest{
 		To: opt("to"), Function: opt("function"), Data: opt("data"), Value: opt("value"),
 		GasLimit: opt("gas-limit"), From: opt("from"), Confirmations: opt("confirmations"),
-		WebhookURL: opt("webhook-url"),
+		WebhookURL: opt("webhook-url"), Chain: opt("chain"),
 	}
 	// JSON flags must be JSON for the body to be built at all; what they
 	// hold is the API's to judge.

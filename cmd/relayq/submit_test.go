@@ -120,6 +120,16 @@ func TestSubmitAndStatusAgainstARunningAPI(t *testing.T) {
 		require.Equal(t, "confirmed", j["status"])
 	})
 
+	t.Run("--chain names the chain", func(t *testing.T) {
+		out, errOut, code := d.cli(t, "submit", "--chain", "default", "--to", d.counter, "--function", "increment()")
+		require.Equal(t, exitOK, code, errOut)
+		require.Regexp(t, jobIDPattern, strings.TrimSpace(out))
+		_, errOut, code = d.cli(t, "submit", "--chain", "mainnet", "--to", d.counter, "--function", "increment()")
+		require.NotEqual(t, exitOK, code)
+		require.Contains(t, errOut, "unknown_chain")
+		require.Contains(t, errOut, `chain "mainnet" is not one this relayq serves: default (1337)`)
+	})
+
 	t.Run("the banner's command works as printed", func(t *testing.T) {
 		m := regexp.MustCompile(`go run ./cmd/relayq (submit [^\n]*)`).FindStringSubmatch(d.banner)
 		require.Len(t, m, 2, d.banner)
