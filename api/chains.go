@@ -30,6 +30,10 @@ type Chain struct {
 	Node          Node
 	Signers       []common.Address // signers whose keys this process holds for it
 	Confirmations uint64           // default confirmations of its jobs (0: 1)
+	// ChainID, when set, is the chain's id as configured (relayq.yaml), and
+	// New does not ask the node: a chain whose node is down at start is
+	// still served (its jobs wait). 0: read from Node.
+	ChainID uint64
 }
 
 // chainSet is every chain of one API. Each chain is served by a Server of
@@ -94,6 +98,19 @@ func (s *Server) onChain(route chainRoute, h func(*Server, echo.Context) error) 
 			return err
 		}
 		return h(ch, c)
+	}
+}
+
+// counted routes a job request (POST /v1/jobs, /v1/jobs/batch) as route
+// does and counts one it refuses in the metrics, as the handler counts what
+// it refuses: with several chains byBody reads and checks the body first.
+func counted(route chainRoute) chainRoute {
+	return func(s *Server, c echo.Context) (*Server, error) {
+		ch, err := route(s, c)
+		if err != nil {
+			s.countJobRequest(c, err)
+		}
+		return ch, err
 	}
 }
 

@@ -286,7 +286,11 @@ func (s *Server) createContract(c echo.Context) error {
 	if r, err := parseRegistered(got); err == nil {
 		s.contracts.keep(r)
 	}
-	c.Response().Header().Set(echo.HeaderLocation, "/v1/contracts/"+got.Name)
+	loc := "/v1/contracts/" + got.Name
+	if len(s.chains.list) > 1 { // a contract is registered on one chain
+		loc += "?chain=" + s.name
+	}
+	c.Response().Header().Set(echo.HeaderLocation, loc)
 	if res == jobs.ContractCreated {
 		return c.JSON(http.StatusCreated, got)
 	}

@@ -243,15 +243,7 @@ func TestOpenAPIContractsMatch(t *testing.T) {
 	t.Parallel()
 	b := setup(t)
 	s := loadSpec(t)
-	check := func(method, template, path, body string, want int) response {
-		t.Helper()
-		r := b.do(method, path, body)
-		require.Equal(t, want, r.Status, "%s %s: %s", method, path, r.Body)
-		ptr, ok := s.response(t, s.op(t, method, template), r.Status, "application/json")
-		require.True(t, ok, "%s %s answered %d, which is not documented", method, template, r.Status)
-		s.validate(t, ptr, r.Body)
-		return r
-	}
+	check := s.checker(t, b.do)
 	o := s.op(t, http.MethodPost, "/v1/contracts")
 	base := o.ptr + "/requestBody/content/application~1json"
 	for name := range mapOf(mustAt(t, s, base+"/examples")) {

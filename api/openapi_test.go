@@ -476,3 +476,18 @@ func TestOpenAPIRateLimitedResponseMatches(t *testing.T) {
 	rr, _ := s.resolve(t, o.ptr+"/responses/429")
 	require.Contains(t, mapOf(rr["headers"]), "Retry-After", "429 documents Retry-After")
 }
+
+// checker returns a function that sends a request through do and requires
+// the status it is given, a status the document lists for the route
+// template, and a body that fits the documented schema.
+func (s *spec) checker(t *testing.T, do func(method, path, body string, headers ...string) response) func(method, template, path, body string, want int) response {
+	return func(method, template, path, body string, want int) response {
+		t.Helper()
+		r := do(method, path, body)
+		require.Equal(t, want, r.Status, "%s %s: %s", method, path, r.Body)
+		ptr, ok := s.response(t, s.op(t, method, template), r.Status, "application/json")
+		require.True(t, ok, "%s %s answered %d, which is not documented", method, template, r.Status)
+		s.validate(t, ptr, r.Body)
+		return r
+	}
+}

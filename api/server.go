@@ -134,10 +134,13 @@ func New(ctx context.Context, cfg Config) (*Server, error) {
 	all := &chainSet{}
 	seen := map[string]bool{}
 	for _, ch := range cfg.Chains {
-		id, err := ch.Node.ChainID(ctx)
-		if err != nil {
-			enqueuer.Close()
-			return nil, fmt.Errorf("api: chain %s: chain id from node: %w", ch.Name, err)
+		id := new(big.Int).SetUint64(ch.ChainID)
+		if ch.ChainID == 0 {
+			var err error
+			if id, err = ch.Node.ChainID(ctx); err != nil {
+				enqueuer.Close()
+				return nil, fmt.Errorf("api: chain %s: chain id from node: %w", ch.Name, err)
+			}
 		}
 		ids := strconv.FormatUint(id.Uint64(), 10)
 		if seen[ch.Name] || seen[ids] || ch.Name == "" {
@@ -206,13 +209,13 @@ func (s *Server) routes() {
 	auth, limit := s.auth(), s.rateLimit() // one limiter: /v1 and the monitor share each key's bucket
 	v1 := e.Group("/v1", auth, limit)
 	// Each route runs on the Server of the request's chain (chains.go).
-	v1.POST("/jobs", s.onChain(byBody, (*Server).createJob))
+	v1.POST("/jobs", s.onChain(counted(byBody), (*Server).createJob))
 	v1.GET("/jobs", s.onChain(byQuery, (*Server).listJobs))
 	v1.GET("/jobs/:id", s.onChain(byJob, (*Server).getJob))
 	v1.POST("/jobs/:id/cancel", s.onChain(byJob, (*Server).cancelJob))
 	v1.GET("/signers", s.listAllSigners)
 	v1.POST("/signers/:address/reconcile", s.onChain(byQuery, (*Server).reconcileSigner))
-	v1.POST("/jobs/batch", s.onChain(byBody, (*Server).createBatch), middleware.BodyLimit(s.cfg.BatchBodyLimit))
+	v1.POST("/jobs/batch", s.onChain(counted(byBody), (*Server).createBatch), middleware.BodyLimit(s.cfg.BatchBodyLimit))
 	v1.POST("/calls", s.onChain(byBody, (*Server).call))
 	v1.POST("/contracts", s.onChain(byBody, (*Server).createContract))
 	v1.GET("/contracts/:name", s.onChain(byQuery, (*Server).getContract))
@@ -262,15 +265,33 @@ func (s *Server) ready(c echo.Context) error {
 	if err := s.cfg.Redis.Ping(ctx).Err(); err != nil {
 		out["redis"], ok = err.Error(), false
 	}
-	for _, ch := range s.chains.list {
+	// The nodes are asked at once, so that a slow one does not spend the
+	// deadline of the others.
+	errs := make([]error, len(s.chains.list))
+	var wg sync.WaitGroup
+	for i, ch := range s.chains.list {
+		wg.Go(func() { _, errs[i] = ch.cfg.Node.ChainID(ctx) })
+	}
+	wg.Wait()
+	// With several chains the API is ready while Redis and any node answer:
+	// it accepts jobs for every chain (a chain whose node is down keeps
+	// them queued), and one provider's outage must not take the others'
+	// traffic away. Each node's state is reported either way.
+	up := 0
+	for i, ch := range s.chains.list {
 		key := "node"
 		if len(s.chains.list) > 1 {
 			key = "node_" + ch.name
 		}
 		out[key] = "ok"
-		if _, err := ch.cfg.Node.ChainID(ctx); err != nil {
-			out[key], ok = err.Error(), false
+		if errs[i] != nil {
+			out[key] = errs[i].Error()
+		} else {
+			up++
 		}
+	}
+	if up == 0 {
+		ok = false
 	}
 	if !ok {
 		return c.JSON(http.StatusServiceUnavailable, out)
