@@ -304,14 +304,14 @@ func TestClusterGaugesPerChain(t *testing.T) {
 	}{{"a", 1}, {"b", 2}} {
 		require.NoError(t, m.WatchCluster(metrics.Cluster{
 			Redis: rdb, Prefix: fmt.Sprintf("%sc%d:", prefix, ch.id), ChainID: ch.id, Log: log,
-			Chain: ch.name, Queues: tasks.ChainQueues(ch.id),
+			Chain: ch.name, Queues: tasks.ChainQueues(prefix, ch.id),
 		}))
 	}
 	storeB := jobs.NewStore(rdb, prefix+"c2:")
 	for range 2 {
 		j, _, err := storeB.Create(ctx, &jobs.Job{ChainID: 2, To: signerB.Hex(), Value: "0"}, "")
 		require.NoError(t, err)
-		task, opts, err := tasks.NewSendTask(tasks.ChainQueues(2).Send, j.ID)
+		task, opts, err := tasks.NewSendTask(tasks.ChainQueues(prefix, 2).Send, j.ID)
 		require.NoError(t, err)
 		_, err = asynq.NewClientFromRedisClient(rdb).EnqueueContext(ctx, task, opts...)
 		require.NoError(t, err)
@@ -319,7 +319,7 @@ func TestClusterGaugesPerChain(t *testing.T) {
 	s := metricstest.Gather(t, m.Registry())
 	require.Equal(t, 0.0, s.Value("relayq_jobs", "chain", "a", "status", "queued"))
 	require.Equal(t, 2.0, s.Value("relayq_jobs", "chain", "b", "status", "queued"))
-	require.Equal(t, 2.0, s.Value("relayq_queue_tasks", "chain", "b", "queue", "relayq-2", "state", "pending"))
-	require.True(t, s.Has("relayq_queue_tasks", "chain", "a", "queue", "relayq-1", "state", "pending"), "a chain's send queue shows before its first task")
-	require.False(t, s.Has("relayq_queue_tasks", "chain", "a", "queue", "relayq-2", "state", "pending"), "chain a does not report b's queue")
+	require.Equal(t, 2.0, s.Value("relayq_queue_tasks", "chain", "b", "queue", "test-2", "state", "pending"))
+	require.True(t, s.Has("relayq_queue_tasks", "chain", "a", "queue", "test-1", "state", "pending"), "a chain's send queue shows before its first task")
+	require.False(t, s.Has("relayq_queue_tasks", "chain", "a", "queue", "test-2", "state", "pending"), "chain a does not report b's queue")
 }

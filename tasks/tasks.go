@@ -5,6 +5,7 @@ package tasks
 import (
 	"encoding/json"
 	"fmt"
+	"strings"
 	"time"
 
 	"github.com/hibiken/asynq"
@@ -31,9 +32,17 @@ type Queues struct {
 // DefaultQueues are the queues of the environment's chain.
 var DefaultQueues = Queues{Send: QueueSend, Webhooks: QueueWebhooks}
 
-// ChainQueues are the queues of a chain of a relayq.yaml.
-func ChainQueues(chainID uint64) Queues {
-	return Queues{Send: fmt.Sprintf("%s-%d", QueueSend, chainID), Webhooks: fmt.Sprintf("%s-%d", QueueWebhooks, chainID)}
+// ChainQueues are the queues of a chain of a relayq.yaml, named by the
+// deployment's key prefix and the chain id: with the default prefix
+// "relayq:", relayq-<id> and relayq-webhooks-<id>. Asynq's queues are
+// global to a Redis, so two deployments (two prefixes) sharing one keep
+// apart; braces (a Cluster hash tag) do not count.
+func ChainQueues(prefix string, chainID uint64) Queues {
+	base := strings.Trim(strings.NewReplacer("{", "", "}", "").Replace(prefix), ":")
+	if base == "" {
+		base = QueueSend
+	}
+	return Queues{Send: fmt.Sprintf("%s-%d", base, chainID), Webhooks: fmt.Sprintf("%s-webhooks-%d", base, chainID)}
 }
 
 // OrDefault is q, or DefaultQueues when q is the zero value.

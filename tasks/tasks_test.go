@@ -58,8 +58,10 @@ func TestWebhookTaskRoundTrip(t *testing.T) {
 func TestChainQueuesAreApart(t *testing.T) {
 	t.Parallel()
 	require.Equal(t, DefaultQueues, Queues{}.OrDefault())
-	a, b := ChainQueues(1), ChainQueues(10)
+	a, b := ChainQueues("relayq:", 1), ChainQueues("relayq:", 10)
 	require.Equal(t, Queues{Send: "relayq-1", Webhooks: "relayq-webhooks-1"}, a)
+	require.Equal(t, a, ChainQueues("{relayq}:", 1), "the same names on a Cluster")
+	require.Equal(t, Queues{Send: "staging-1", Webhooks: "staging-webhooks-1"}, ChainQueues("staging:", 1), "another deployment on the same Redis")
 	for _, q := range []string{a.Send, a.Webhooks, b.Send, b.Webhooks} {
 		require.NotContains(t, []string{QueueSend, QueueWebhooks}, q)
 	}

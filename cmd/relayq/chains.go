@@ -2,9 +2,11 @@ package main
 
 import (
 	"context"
+	"errors"
 	"fmt"
 	"log/slog"
 	"math/big"
+	"time"
 
 	"github.com/redis/go-redis/v9"
 
@@ -13,6 +15,7 @@ import (
 	"github.com/relayq/relayq/signer"
 	"github.com/relayq/relayq/tasks"
 	"github.com/relayq/relayq/txmgr"
+	"github.com/relayq/relayq/worker"
 )
 
 // chainsOf is the chains a process serves: the relayq.yaml's, or the one
@@ -53,14 +56,22 @@ func startChains(ctx context.Context, cfg config.Config, rdb redis.UniversalClie
 		}
 		sc := &servedChain{cfg: ch, node: node, prefix: ch.KeyPrefix(cfg.Prefix), queues: tasks.DefaultQueues}
 		out = append(out, sc)
-		if sc.chainID, err = node.ChainID(ctx); err != nil {
+		id, err := node.ChainID(ctx)
+		switch {
+		case err == nil && ch.Namespaced && id.Uint64() != ch.ChainID:
+			return out, &chainIDMismatch{chain: ch.Name, want: ch.ChainID, current: id.Uint64()}
+		case err == nil:
+			sc.chainID = id
+		case ch.Namespaced:
+			// The file declares the id: serve the chain's API now, and
+			// start its worker when the node answers (runChainWorker).
+			sc.chainID = new(big.Int).SetUint64(ch.ChainID)
+			log.Warn("the node does not answer; the chain's worker starts when it does", "chain", ch.Name, "err", err)
+		default:
 			return out, fmt.Errorf("%s: the node does not answer: %w", where, err)
 		}
 		if ch.Namespaced {
-			if sc.chainID.Uint64() != ch.ChainID {
-				return out, fmt.Errorf("%s: chain_id is %d, but its node serves chain %d", where, ch.ChainID, sc.chainID)
-			}
-			sc.queues = tasks.ChainQueues(ch.ChainID)
+			sc.queues = tasks.ChainQueues(cfg.Prefix, ch.ChainID)
 		}
 		if sc.signers, err = loadSigners(ch, sc.chainID); err != nil {
 			return out, fmt.Errorf("%s: %w", where, err)
@@ -109,4 +120,59 @@ func loadSigners(ch config.Chain, chainID *big.Int) ([]signer.Signer, error) {
 		}
 	}
 	return signers, nil
+}
+
+// runChainWorker runs the worker of one chain until ctx ends. While the
+// chain's node does not answer (or the worker cannot start for another
+// passing reason) it retries with backoff, logging each failure, so one
+// chain's outage leaves the others served. A node that answers another
+// chain id than the chain declares is fatal: nothing is signed for it.
+func runChainWorker(ctx context.Context, ch *servedChain, wc worker.Config, log *slog.Logger) error {
+	log = log.With("chain", ch.cfg.Name)
+	backoff := time.Second
+	for {
+		w, err := startChainWorker(ctx, ch, wc)
+		var fatal *chainIDMismatch
+		switch {
+		case errors.As(err, &fatal):
+			return err
+		case err == nil:
+			log.Info("worker started", "chain_id", ch.chainID, "signers", len(ch.signers))
+			err = w.Run(ctx)
+			w.Close()
+			return err
+		}
+		log.Error("worker cannot start; retrying", "in", backoff.String(), "err", err)
+		select {
+		case <-ctx.Done():
+			return nil
+		case <-time.After(backoff):
+		}
+		backoff = min(2*backoff, 30*time.Second)
+	}
+}
+
+// chainIDMismatch is a node serving another chain than the one declared.
+type chainIDMismatch struct {
+	chain         string
+	want, current uint64
+}
+
+func (e *chainIDMismatch) Error() string {
+	return fmt.Sprintf("chain %s: chain_id is %d, but its node serves chain %d", e.chain, e.want, e.current)
+}
+
+// startChainWorker checks the chain id and builds the chain's worker (which
+// reconciles its signers' nonces with the chain), within 30 s.
+func startChainWorker(ctx context.Context, ch *servedChain, wc worker.Config) (*worker.Worker, error) {
+	ctx, cancel := context.WithTimeout(ctx, 30*time.Second)
+	defer cancel()
+	id, err := ch.backend.ChainID(ctx)
+	if err != nil {
+		return nil, fmt.Errorf("the node does not answer: %w", err)
+	}
+	if id.Cmp(ch.chainID) != 0 {
+		return nil, &chainIDMismatch{chain: ch.cfg.Name, want: ch.chainID.Uint64(), current: id.Uint64()}
+	}
+	return worker.New(ctx, wc)
 }

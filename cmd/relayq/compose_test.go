@@ -3,9 +3,11 @@ package main
 import (
 	"bytes"
 	"context"
+	"fmt"
 	"net/http"
 	"net/http/httptest"
 	"os"
+	"path/filepath"
 	"regexp"
 	"slices"
 	"strings"
@@ -135,4 +137,29 @@ func TestHealthcheck(t *testing.T) {
 	require.NoError(t, run(ctx, []string{"relayq", "healthcheck"}, envOf(env), &out, &out))
 	rs.Kill()
 	require.ErrorContains(t, run(ctx, []string{"relayq", "healthcheck"}, envOf(env), &out, &out), "redis")
+}
+
+// With several chains (RELAYQ_CONFIG) one chain's node being down does not
+// fail the health check, which names it; every node down does.
+func TestHealthcheckSeveralChains(t *testing.T) {
+	t.Parallel()
+	ctx := context.Background()
+	rs := testenv.Redis(t, testenv.WithoutAOF())
+	node := testenv.Anvil(t)
+	dead := fmt.Sprintf("http://127.0.0.1:%d", testenv.FreePort(t))
+	file := func(urlA, urlB string) string {
+		p := filepath.Join(t.TempDir(), "relayq.yaml")
+		require.NoError(t, os.WriteFile(p, []byte(fmt.Sprintf("chains:\n  - {name: a, chain_id: 31337, rpc_urls: [%s]}\n  - {name: b, chain_id: 5, rpc_urls: [%s]}\n", urlA, urlB)), 0o600))
+		return p
+	}
+	var out bytes.Buffer
+	env := map[string]string{"REDIS_URL": rs.URL(), "RELAYQ_CONFIG": file(node.URL(), dead)}
+	require.NoError(t, run(ctx, []string{"relayq", "healthcheck"}, envOf(env), &out, &out))
+	require.Contains(t, out.String(), "chain b: node:")
+	require.NotContains(t, out.String(), "chain a:")
+
+	env["RELAYQ_CONFIG"] = file(dead, dead+"/other")
+	err := run(ctx, []string{"relayq", "healthcheck"}, envOf(env), &out, &out)
+	require.ErrorContains(t, err, "chain a: node:")
+	require.ErrorContains(t, err, "chain b: node:")
 }

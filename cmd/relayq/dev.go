@@ -72,6 +72,9 @@ func runDev(ctx context.Context, getenv func(string) string, stdout, stderr io.W
 		redisNote = " (embedded, in memory: jobs are lost when relayq dev stops)"
 	}
 	lookup := func(k string) string {
+		if k == config.ConfigFileVar {
+			return "" // dev serves its own chain, whatever relayq.yaml says
+		}
 		if v := getenv(k); v != "" {
 			return v
 		}

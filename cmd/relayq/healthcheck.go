@@ -2,9 +2,11 @@ package main
 
 import (
 	"context"
+	"errors"
 	"fmt"
 	"io"
 	"net/http"
+	"sync"
 	"time"
 
 	"github.com/relayq/relayq/config"
@@ -53,18 +55,37 @@ func runHealthcheck(ctx context.Context, args []string, getenv func(string) stri
 	if err := rdb.Ping(ctx).Err(); err != nil {
 		return fmt.Errorf("healthcheck: redis: %w", err)
 	}
-	// Every chain's node must answer; with several RPC URLs, one answering
-	// is healthy: the others fail over.
-	for _, ch := range chains {
-		node, err := txmgr.DialNode(ctx, ch.RPCURLs, 2*time.Second, nil)
+	// With one chain its node must answer (with several RPC URLs, one
+	// answering is healthy: the others fail over). With several chains one
+	// chain's outage does not make the process unhealthy, since the others
+	// are still served: at least one node must answer, and those that do
+	// not are named.
+	errs := make([]error, len(chains))
+	var wg sync.WaitGroup
+	for i, ch := range chains {
+		wg.Add(1)
+		go func() {
+			defer wg.Done()
+			node, err := txmgr.DialNode(ctx, ch.RPCURLs, 2*time.Second, nil)
+			if err == nil {
+				_, err = node.ChainID(ctx)
+				node.Close()
+			}
+			if err != nil {
+				errs[i] = fmt.Errorf("chain %s: node: %w", ch.Name, err)
+			}
+		}()
+	}
+	wg.Wait()
+	down := 0
+	for _, err := range errs {
 		if err != nil {
-			return fmt.Errorf("healthcheck: chain %s: node: %w", ch.Name, err)
+			down++
+			fmt.Fprintln(stdout, "healthcheck:", err)
 		}
-		_, err = node.ChainID(ctx)
-		node.Close()
-		if err != nil {
-			return fmt.Errorf("healthcheck: chain %s: node: %w", ch.Name, err)
-		}
+	}
+	if down == len(chains) {
+		return fmt.Errorf("healthcheck: %w", errors.Join(errs...))
 	}
 	fmt.Fprintln(stdout, "ok")
 	return nil

@@ -108,7 +108,9 @@ func serve(ctx context.Context, role config.Role, cfg config.Config, log *slog.L
 	}
 	// go-redis keeps 10 connections per CPU; every worker handler (and
 	// Asynq's own loops) may hold one at once, unless the URL says pool_size.
-	rdb := conn.Client(cfg.Concurrency*len(chainsOf(cfg)) + 32)
+	// Each chain adds its handlers, its webhook handlers, its trackers and
+	// Asynq's loops.
+	rdb := conn.Client((cfg.Concurrency + 48) * len(chainsOf(cfg)))
 	// On a cluster all of the deployment's keys share one hash tag.
 	cfg.Prefix = conn.KeyPrefix(cfg.Prefix)
 	var storeOpts []jobs.Option
@@ -141,47 +143,20 @@ func serve(ctx context.Context, role config.Role, cfg config.Config, log *slog.L
 	if err != nil {
 		return err
 	}
-	var wg sync.WaitGroup
-	errc := make(chan error, len(chains)+2)
-	runCtx, stop := context.WithCancel(ctx)
-	defer stop()
-	if role&config.RoleWorker != 0 {
-		// One worker per chain, each on its own keys and queues.
-		for _, ch := range chains {
-			w, err := worker.New(startCtx, worker.Config{
-				Redis: rdb, Prefix: ch.prefix, Queues: ch.queues, Backend: ch.backend, Signers: ch.signers, Metrics: m,
-				Concurrency: cfg.Concurrency, PollInterval: ch.cfg.PollInterval, SweepAfter: cfg.SweepAfter, JobRetention: cfg.JobRetention,
-				MaxFeePerGas: new(big.Int).SetUint64(ch.cfg.MaxFeePerGasWei), Log: log.With("chain", ch.cfg.Name),
-				CrashAt: cfg.TestCrashAt, StuckBlocks: ch.cfg.StuckBlocks, BumpPercent: int(ch.cfg.BumpPercent),
-				Webhook: worker.WebhookConfig{Secret: cfg.WebhookSecret, Allow: cfg.WebhookAllow},
-				// Custom errors of the sample contract decode by name; others
-				// by the ABIs registered with POST /v1/contracts.
-				ErrorABI: &contract.ABI,
-				// In-flight handlers get the drain time; the rest of the
-				// shutdown bound is for handing unfinished tasks back.
-				ShutdownTimeout: cfg.DrainTimeout(),
-				StoreOptions:    storeOpts,
-				MaxInFlight:     ch.cfg.SignerMaxInFlight,
-			})
-			if err != nil {
-				return fmt.Errorf("chain %s: %w", ch.cfg.Name, err)
-			}
-			defer w.Close()
-			wg.Add(1)
-			go func() {
-				defer wg.Done()
-				errc <- w.Run(runCtx)
-			}()
-			log.Info("worker started", "chain", ch.cfg.Name, "chain_id", ch.chainID, "signers", len(ch.signers))
-		}
-	}
+	// Everything that can fail at start is built before anything runs, so
+	// an error here returns with nothing left running.
+	var srv *api.Server
+	var l net.Listener
 	if role&config.RoleAPI != 0 {
 		apiChains := make([]api.Chain, len(chains))
 		for i, ch := range chains {
 			apiChains[i] = api.Chain{Name: ch.cfg.Name, Prefix: ch.prefix, Queues: ch.queues, Node: ch.backend,
 				Signers: signer.Addresses(ch.signers), Confirmations: ch.cfg.Confirmations}
+			if ch.cfg.Namespaced {
+				apiChains[i].ChainID = ch.cfg.ChainID // declared: served even while its node is down
+			}
 		}
-		srv, err := api.New(startCtx, api.Config{
+		srv, err = api.New(startCtx, api.Config{
 			Redis: rdb, RedisConnOpt: connOpt, Chains: apiChains, APIKeys: cfg.APIKeys, Metrics: m,
 			MonitorWrite: cfg.MonitorWrite, Log: log,
 			WebhookSecret: cfg.WebhookSecret, WebhookAllow: cfg.WebhookAllow,
@@ -193,10 +168,42 @@ func serve(ctx context.Context, role config.Role, cfg config.Config, log *slog.L
 			return err
 		}
 		defer srv.Close()
-		l, err := net.Listen("tcp", cfg.Listen)
-		if err != nil {
+		if l, err = net.Listen("tcp", cfg.Listen); err != nil {
 			return fmt.Errorf("RELAYQ_LISTEN: %w", err)
 		}
+	}
+	var wg sync.WaitGroup
+	errc := make(chan error, len(chains)+3)
+	runCtx, stop := context.WithCancel(ctx)
+	defer stop()
+	if role&config.RoleWorker != 0 {
+		// One worker per chain, each on its own keys and queues; a chain
+		// whose node is down waits for it without holding up the others.
+		for _, ch := range chains {
+			wg.Add(1)
+			go func() {
+				defer wg.Done()
+				if err := runChainWorker(runCtx, ch, worker.Config{
+					Redis: rdb, Prefix: ch.prefix, Queues: ch.queues, Backend: ch.backend, Signers: ch.signers, Metrics: m,
+					Concurrency: cfg.Concurrency, PollInterval: ch.cfg.PollInterval, SweepAfter: cfg.SweepAfter, JobRetention: cfg.JobRetention,
+					MaxFeePerGas: new(big.Int).SetUint64(ch.cfg.MaxFeePerGasWei), Log: log.With("chain", ch.cfg.Name),
+					CrashAt: cfg.TestCrashAt, StuckBlocks: ch.cfg.StuckBlocks, BumpPercent: int(ch.cfg.BumpPercent),
+					Webhook: worker.WebhookConfig{Secret: cfg.WebhookSecret, Allow: cfg.WebhookAllow},
+					// Custom errors of the sample contract decode by name; others
+					// by the ABIs registered with POST /v1/contracts.
+					ErrorABI: &contract.ABI,
+					// In-flight handlers get the drain time; the rest of the
+					// shutdown bound is for handing unfinished tasks back.
+					ShutdownTimeout: cfg.DrainTimeout(),
+					StoreOptions:    storeOpts,
+					MaxInFlight:     ch.cfg.SignerMaxInFlight,
+				}, log); err != nil {
+					errc <- err
+				}
+			}()
+		}
+	}
+	if srv != nil {
 		hs := &http.Server{Handler: srv.Handler(), ReadHeaderTimeout: 10 * time.Second, ReadTimeout: 30 * time.Second, WriteTimeout: 30 * time.Second, IdleTimeout: 2 * time.Minute}
 		wg.Add(1)
 		go func() {

@@ -63,35 +63,10 @@ func writeConfig(t *testing.T, text string) string {
 func TestTwoChainsAtOnce(t *testing.T) {
 	t.Parallel()
 	alpha, beta := startTestChain(t, "alpha", 31337), startTestChain(t, "beta", 31338)
-	path := writeConfig(t, fmt.Sprintf(`chains:
-  - name: alpha
-    chain_id: 31337
-    rpc_urls: [%s]
-    block_time: 1s
-    poll_interval: 200ms
-    signers:
-      private_keys_env: ALPHA_KEYS
-  - name: beta
-    chain_id: 31338
-    rpc_urls: [%s]
-    confirmations: 2
-    block_time: 1s
-    poll_interval: 200ms
-    fees: {max_fee_gwei: 100, bump_percent: 20, stuck_after_blocks: 4}
-    signers:
-      private_keys_env: BETA_KEYS
-`, alpha.anvil.URL(), beta.anvil.URL()))
-	key := fmt.Sprintf("%x", crypto.FromECDSA(testenv.AnvilKeys()[0]))
-	rs := testenv.Redis(t)
-	c := &cluster{t: t, bin: testenv.RelayqBinary(t), redis: rs, env: []string{
-		"REDIS_URL=" + rs.URL(), "RELAYQ_CONFIG=" + path, "ALPHA_KEYS=" + key, "BETA_KEYS=" + key,
-		"RELAYQ_WORKER_CONCURRENCY=16", "RELAYQ_RPC_TIMEOUT=3s", "RELAYQ_RATE_LIMIT=0", "RELAYQ_LOG_LEVEL=info",
-	}}
-	c.addWorker()
-	c.startAPI()
+	c := startTwoChains(t, alpha.anvil.URL(), beta.anvil.URL())
 
 	// A request must name its chain, and only one this relayq serves.
-	call := func(ch *testChain) string { return fmt.Sprintf(`"to":%q,"function":"increment()"`, ch.counter.Hex()) }
+	call := incrementOn
 	for body, code := range map[string]string{
 		"{" + call(alpha) + "}":                                          "chain_required",
 		"{" + call(alpha) + `,"chain":"gamma"}`:                          "unknown_chain",
@@ -217,4 +192,83 @@ func redisKeys(rs *testenv.RedisServer) ([]string, error) {
 	rdb := redis.NewClient(&redis.Options{Addr: rs.Addr()})
 	defer rdb.Close()
 	return rdb.Keys(context.Background(), "*").Result()
+}
+
+// startTwoChains starts a Redis, one `relayq worker` and one `relayq api`
+// process serving the chains alpha (31337) and beta (31338, 2
+// confirmations) from one relayq.yaml, with the same key on both.
+func startTwoChains(t *testing.T, alphaURL, betaURL string) *cluster {
+	t.Helper()
+	path := writeConfig(t, fmt.Sprintf(`chains:
+  - name: alpha
+    chain_id: 31337
+    rpc_urls: [%s]
+    block_time: 1s
+    poll_interval: 200ms
+    signers:
+      private_keys_env: ALPHA_KEYS
+  - name: beta
+    chain_id: 31338
+    rpc_urls: [%s]
+    confirmations: 2
+    block_time: 1s
+    poll_interval: 200ms
+    fees: {max_fee_gwei: 100, bump_percent: 20, stuck_after_blocks: 4}
+    signers:
+      private_keys_env: BETA_KEYS
+`, alphaURL, betaURL))
+	key := fmt.Sprintf("%x", crypto.FromECDSA(testenv.AnvilKeys()[0]))
+	rs := testenv.Redis(t)
+	c := &cluster{t: t, bin: testenv.RelayqBinary(t), redis: rs, env: []string{
+		"REDIS_URL=" + rs.URL(), "RELAYQ_CONFIG=" + path, "ALPHA_KEYS=" + key, "BETA_KEYS=" + key,
+		"RELAYQ_WORKER_CONCURRENCY=16", "RELAYQ_RPC_TIMEOUT=3s", "RELAYQ_RATE_LIMIT=0", "RELAYQ_LOG_LEVEL=info",
+	}}
+	c.addWorker()
+	c.startAPI()
+	return c
+}
+
+// incrementOn is the body of a job calling the sample contract of ch.
+func incrementOn(ch *testChain) string {
+	return fmt.Sprintf(`"to":%q,"function":"increment()"`, ch.counter.Hex())
+}
+
+// One chain's node being down, even from the start, leaves the other chain
+// served: the API is ready and accepts both chains' jobs, alpha's are
+// confirmed, beta's wait queued; once beta's node is back its worker starts
+// and they are confirmed too, each once.
+func TestChainNodeDownLeavesTheOtherServed(t *testing.T) {
+	t.Parallel()
+	alpha, beta := startTestChain(t, "alpha", 31337), startTestChain(t, "beta", 31338)
+	proxy := testenv.NewRPCProxy(t, beta.anvil.URL())
+	proxy.Down()
+	c := startTwoChains(t, alpha.anvil.URL(), proxy.URL()) // startAPI waits for /readyz 200
+
+	status, b, err := c.request(http.MethodGet, "/readyz", "")
+	require.NoError(t, err)
+	require.Equal(t, http.StatusOK, status)
+	var ready map[string]string
+	require.NoError(t, json.Unmarshal(b, &ready))
+	require.Equal(t, "ok", ready["node_alpha"])
+	require.NotEqual(t, "ok", ready["node_beta"], "beta's node is reported down")
+
+	const n = 30
+	onAlpha := c.post(n, "{"+incrementOn(alpha)+`,"chain":"alpha"}`)
+	onBeta := c.post(n, "{"+incrementOn(beta)+`,"chain":"beta"}`)
+	all := c.waitAll(onAlpha, 2*time.Minute)
+	requireOncePerNonce(t, all, n)
+	require.Equal(t, uint64(n), counterValue(t, alpha.node, alpha.counter))
+	for _, id := range onBeta {
+		status, b, err := c.request(http.MethodGet, "/v1/jobs/"+id, "")
+		require.NoError(t, err)
+		require.Equal(t, http.StatusOK, status)
+		var j jobs.Job
+		require.NoError(t, json.Unmarshal(b, &j))
+		require.Equal(t, jobs.Queued, j.Status, "beta's job waits for its node")
+	}
+
+	proxy.Up()
+	all = c.waitAll(onBeta, 2*time.Minute)
+	requireOncePerNonce(t, all, n)
+	require.Equal(t, uint64(n), counterValue(t, beta.node, beta.counter))
 }
