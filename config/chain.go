@@ -35,6 +35,7 @@ type Chain struct {
 	// Signers: hex keys (from RELAYQ_PRIVATE_KEYS, or the variable the
 	// file names in private_keys_env), keystore v3 files and their password.
 	PrivateKeys          []string
+	PrivateKeysEnv       string // the variable the file's private_keys_env names ("" for the environment's chain)
 	KeystoreFiles        []string
 	KeystorePasswordFile string
 	KeystorePassword     string

@@ -443,7 +443,8 @@ func checkChain(ch Chain, role Role, n chainNamer, bad func(name, format string,
 		}
 		seenRPC[rpcKey(raw)] = true
 	}
-	if role&RoleWorker != 0 && len(ch.PrivateKeys) == 0 && len(ch.KeystoreFiles) == 0 {
+	// A variable named but empty was reported when the file was read.
+	if role&RoleWorker != 0 && len(ch.PrivateKeys) == 0 && len(ch.KeystoreFiles) == 0 && ch.PrivateKeysEnv == "" {
 		hint := "comma-separated hex keys"
 		if n.file {
 			hint = "the name of an environment variable holding comma-separated hex keys"

@@ -134,6 +134,7 @@ func (fc fileChain) chain(n chainNamer, getenv func(string) string, used map[str
 	for _, f := range fc.Signers.KeystoreFiles {
 		ch.KeystoreFiles = append(ch.KeystoreFiles, strings.TrimSpace(f))
 	}
+	ch.PrivateKeysEnv = strings.TrimSpace(fc.Signers.PrivateKeysEnv)
 	if v, ok := namedVar(fc.Signers.PrivateKeysEnv, setPrivateKeys, n, getenv, used, errs); ok {
 		ch.PrivateKeys = list(v)
 		if len(ch.PrivateKeys) == 0 {

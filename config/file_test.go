@@ -1,6 +1,7 @@
 package config
 
 import (
+	"fmt"
 	"os"
 	"path/filepath"
 	"strings"
@@ -63,13 +64,13 @@ func TestFileTwoChains(t *testing.T) {
 			Name: "sepolia", ChainID: 11155111, RPCURLs: []string{"https://a.example", "wss://b.example/ws"},
 			Confirmations: 3, MaxFeePerGasWei: 200e9, BumpPercent: 15, StuckBlocks: 5,
 			BlockTime: 12 * time.Second, PollInterval: 5 * time.Second, // 6s, clamped
-			PrivateKeys: []string{key1, key2}, SignerMaxInFlight: 64, Namespaced: true,
+			PrivateKeys: []string{key1, key2}, PrivateKeysEnv: "SEPOLIA_KEYS", SignerMaxInFlight: 64, Namespaced: true,
 		},
 		{
 			Name: "base", ChainID: 8453, RPCURLs: []string{"https://base.example"},
 			Confirmations: DefaultConfirmations, MaxFeePerGasWei: DefaultMaxFeeGwei * 1e9, BumpPercent: DefaultBumpPercent, StuckBlocks: DefaultStuckBlocks,
 			BlockTime: 100 * time.Millisecond, PollInterval: 100 * time.Millisecond, // 50ms, clamped
-			PrivateKeys: []string{key2}, SignerMaxInFlight: DefaultSignerMaxInFlight, Namespaced: true,
+			PrivateKeys: []string{key2}, PrivateKeysEnv: "BASE_KEYS", SignerMaxInFlight: DefaultSignerMaxInFlight, Namespaced: true,
 		},
 	}, c.Chains)
 	require.NoError(t, c.Check(RoleServe))
@@ -239,10 +240,18 @@ chains:
 	require.Equal(t, []string{key}, c.Chains[0].KeystoreFiles)
 	require.NoError(t, c.Check(RoleWorker))
 
-	// A named variable that is empty or unset is an error.
-	_, err = FromEnv(env(map[string]string{"RELAYQ_CONFIG": path, "RELAYQ_PRIVATE_KEYS": " , "}))
+	// A named variable that is empty or unset is an error, said once: Check
+	// does not add that the chain has no keys.
+	c, err = FromEnv(env(map[string]string{"RELAYQ_CONFIG": path, "RELAYQ_PRIVATE_KEYS": " , "}))
 	require.ErrorContains(t, err, "RELAYQ_CONFIG chains[0] (a).signers.private_keys_env: RELAYQ_PRIVATE_KEYS holds no keys")
 	require.ErrorContains(t, err, "RELAYQ_CONFIG chains[0] (a).signers.keystore_password_env: KS_PW is not set or empty")
+	only := writeFile(t, "chains:\n  - {name: a, chain_id: 1, rpc_urls: [http://a:8545], signers: {private_keys_env: A_KEYS}}\n")
+	c, err = FromEnv(env(map[string]string{"RELAYQ_CONFIG": only}))
+	require.ErrorContains(t, err, "RELAYQ_CONFIG chains[0] (a).signers.private_keys_env: A_KEYS is not set or empty")
+	require.NotContains(t, fmt.Sprint(c.Check(RoleWorker)), "is required for the worker")
+	c, err = FromEnv(env(map[string]string{"RELAYQ_CONFIG": writeFile(t, "chains:\n  - {name: a, chain_id: 1, rpc_urls: [http://a:8545]}\n")}))
+	require.NoError(t, err)
+	require.ErrorContains(t, c.Check(RoleWorker), "signers.private_keys_env: is required for the worker", "no keys named at all")
 
 	// A key written where a variable's name goes is refused, not echoed.
 	path = writeFile(t, "chains:\n  - name: a\n    chain_id: 1\n    rpc_urls: [http://a:8545]\n    signers:\n      private_keys_env: "+key1+"\n      keystore_password_env: hunter2!\n")
