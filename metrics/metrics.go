@@ -130,17 +130,17 @@ func New() *Metrics {
 		}, []string{"outcome"}),
 		rpcRequests: prometheus.NewCounterVec(prometheus.CounterOpts{
 			Name: "relayq_rpc_requests_total",
-			Help: "Calls to the node, by JSON-RPC method (a batch of receipts or transactions counts once).",
-		}, []string{"method"}),
+			Help: "Calls to the node, by chain (its name; \"default\" without RELAYQ_CONFIG) and JSON-RPC method (a batch of receipts or transactions counts once).",
+		}, []string{"chain", "method"}),
 		rpcErrors: prometheus.NewCounterVec(prometheus.CounterOpts{
 			Name: "relayq_rpc_errors_total",
-			Help: "Calls to the node that failed, by JSON-RPC method and error class (txmgr.Classify).",
-		}, []string{"method", "class"}),
+			Help: "Calls to the node that failed, by chain, JSON-RPC method and error class (txmgr.Classify).",
+		}, []string{"chain", "method", "class"}),
 		rpcDuration: prometheus.NewHistogramVec(prometheus.HistogramOpts{
 			Name:    "relayq_rpc_duration_seconds",
-			Help:    "Time of a call to the node, by JSON-RPC method.",
+			Help:    "Time of a call to the node, by chain and JSON-RPC method.",
 			Buckets: []float64{0.001, 0.0025, 0.005, 0.01, 0.025, 0.05, 0.1, 0.25, 0.5, 1, 2.5, 5, 10},
-		}, []string{"method"}),
+		}, []string{"chain", "method"}),
 	}
 	m.reg.MustRegister(
 		collectors.NewGoCollector(),
@@ -170,10 +170,15 @@ func New() *Metrics {
 	for _, o := range []string{"delivered", "failed", "refused"} {
 		m.webhooks.WithLabelValues(o)
 	}
-	for _, method := range rpcMethods {
-		m.rpcRequests.WithLabelValues(method)
-	}
+	m.initRPC(DefaultChain)
 	return m
+}
+
+// initRPC makes a chain's RPC series exist from the start.
+func (m *Metrics) initRPC(chain string) {
+	for _, method := range rpcMethods {
+		m.rpcRequests.WithLabelValues(chain, method)
+	}
 }
 
 // Registry is the registry the metrics live on (nil for nil Metrics), for
@@ -289,13 +294,32 @@ func (m *Metrics) WebhookDelivery(outcome string) {
 // RPC records one call to the node: its JSON-RPC method, how long it took,
 // and its error, counted by txmgr.Classify's class. Its signature is the
 // observer txmgr.Observed takes.
+// Its calls carry chain="default", the name of the chain the environment
+// describes.
 func (m *Metrics) RPC(method string, took time.Duration, err error) {
+	m.rpc(DefaultChain, method, took, err)
+}
+
+// DefaultChain is the chain label of RPC (config.DefaultChainName).
+const DefaultChain = "default"
+
+// RPCFor is the observer of one chain's node, when a process serves
+// several: its calls carry chain="<chain>". A nil Metrics observes nothing.
+func (m *Metrics) RPCFor(chain string) txmgr.Observer {
+	if m == nil {
+		return nil
+	}
+	m.initRPC(chain)
+	return func(method string, took time.Duration, err error) { m.rpc(chain, method, took, err) }
+}
+
+func (m *Metrics) rpc(chain, method string, took time.Duration, err error) {
 	if m == nil {
 		return
 	}
-	m.rpcRequests.WithLabelValues(method).Inc()
-	m.rpcDuration.WithLabelValues(method).Observe(took.Seconds())
+	m.rpcRequests.WithLabelValues(chain, method).Inc()
+	m.rpcDuration.WithLabelValues(chain, method).Observe(took.Seconds())
 	if err != nil {
-		m.rpcErrors.WithLabelValues(method, txmgr.Classify(err).String()).Inc()
+		m.rpcErrors.WithLabelValues(chain, method, txmgr.Classify(err).String()).Inc()
 	}
 }

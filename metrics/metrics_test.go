@@ -88,8 +88,15 @@ func TestHelpersCountWhatHappened(t *testing.T) {
 	m.RPC("eth_sendRawTransaction", 2*time.Millisecond, errors.New("nonce too low"))
 	m.RPC("eth_estimateGas", time.Millisecond, errors.New("execution reverted: boom"))
 	m.RPC("eth_getBalance", time.Millisecond, errors.New("insufficient funds for gas * price + value"))
+	onA := m.RPCFor("a") // a chain of a relayq.yaml
+	onA("eth_sendRawTransaction", time.Millisecond, nil)
+	onA("eth_call", time.Millisecond, errors.New("connection refused"))
 
 	s := metricstest.Gather(t, m.Registry())
+	require.Equal(t, 2.0, s.Value("relayq_rpc_requests_total", "chain", "default", "method", "eth_sendRawTransaction"))
+	require.Equal(t, 1.0, s.Value("relayq_rpc_requests_total", "chain", "a", "method", "eth_sendRawTransaction"))
+	require.Equal(t, 1.0, s.Value("relayq_rpc_errors_total", "chain", "a", "method", "eth_call", "class", "retryable"))
+	require.True(t, s.Has("relayq_rpc_requests_total", "chain", "a", "method", "eth_getTransactionCount"), "a chain's series exist from the start")
 	require.Equal(t, 2.0, s.Value("relayq_jobs_accepted_total", "outcome", "created"))
 	require.Equal(t, 1.0, s.Value("relayq_jobs_accepted_total", "outcome", "replayed"))
 	require.Equal(t, 1.0, s.Value("relayq_jobs_rejected_total", "code", "invalid_address"))
@@ -110,12 +117,12 @@ func TestHelpersCountWhatHappened(t *testing.T) {
 	require.Equal(t, 1.0, s.Value("relayq_tx_replacements_total", "kind", "gap_fill"))
 	require.Equal(t, 1.0, s.Value("relayq_tx_rebroadcasts_total", "reason", "dropped"))
 	require.Equal(t, 0.0, s.Value("relayq_tx_rebroadcasts_total", "reason", "retry"))
-	require.Equal(t, 2.0, s.Value("relayq_rpc_requests_total", "method", "eth_sendRawTransaction"))
-	require.Equal(t, uint64(2), s.Count("relayq_rpc_duration_seconds", "method", "eth_sendRawTransaction"))
-	require.Equal(t, 1.0, s.Value("relayq_rpc_errors_total", "method", "eth_sendRawTransaction", "class", "nonce-too-low"))
+	require.Equal(t, 2.0, s.Value("relayq_rpc_requests_total", "chain", "default", "method", "eth_sendRawTransaction"))
+	require.Equal(t, uint64(2), s.Count("relayq_rpc_duration_seconds", "chain", "default", "method", "eth_sendRawTransaction"))
+	require.Equal(t, 1.0, s.Value("relayq_rpc_errors_total", "chain", "default", "method", "eth_sendRawTransaction", "class", "nonce-too-low"))
 	require.Equal(t, 1.0, s.Value("relayq_rpc_errors_total", "method", "eth_estimateGas", "class", "permanent"))
 	require.Equal(t, 1.0, s.Value("relayq_rpc_errors_total", "method", "eth_getBalance", "class", "paused"))
-	require.Equal(t, 3.0, s.Value("relayq_rpc_errors_total"), "successes are not errors")
+	require.Equal(t, 3.0, s.Value("relayq_rpc_errors_total", "chain", "default"), "successes are not errors")
 }
 
 // The middleware labels requests by route template and by the status the
@@ -194,7 +201,7 @@ var (
 var allowedLabels = map[string]bool{
 	"outcome": true, "code": true, "method": true, "route": true, "status_class": true,
 	"status": true, "stage": true, "kind": true, "reason": true, "class": true,
-	"queue": true, "state": true, "signer": true, "part": true,
+	"queue": true, "state": true, "signer": true, "part": true, "chain": true, // chain: a configured chain's name
 }
 
 // requireBoundedLabels fails if any relayq metric in s has a label outside

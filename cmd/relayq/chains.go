@@ -76,7 +76,11 @@ func startChains(ctx context.Context, cfg config.Config, rdb redis.UniversalClie
 		if sc.signers, err = loadSigners(ch, sc.chainID); err != nil {
 			return out, fmt.Errorf("%s: %w", where, err)
 		}
-		sc.backend = txmgr.Observed(node, m.RPC)
+		observe := m.RPC
+		if ch.Namespaced {
+			observe = m.RPCFor(ch.Name) // chain="<name>" on its RPC series
+		}
+		sc.backend = txmgr.Observed(node, observe)
 		gauges := metrics.Cluster{
 			Redis: rdb, Prefix: sc.prefix, ChainID: sc.chainID.Uint64(), Node: sc.backend,
 			Signers: signer.Addresses(sc.signers), Log: log,

@@ -143,6 +143,12 @@ func TestTwoChainsAtOnce(t *testing.T) {
 	require.NoError(t, err)
 	require.Equal(t, http.StatusOK, status)
 	require.JSONEq(t, `{"redis":"ok","node_alpha":"ok","node_beta":"ok"}`, string(b))
+	// The metrics tell the chains apart: each chain's jobs and its node's calls.
+	m := scrape(t, c.apiURL+"/metrics", ids...)
+	require.Equal(t, float64(nAlpha), m.Value("relayq_jobs", "chain", "alpha", "status", "confirmed"))
+	require.Equal(t, float64(nBeta+nBatch), m.Value("relayq_jobs", "chain", "beta", "status", "confirmed"))
+	require.NotZero(t, m.Value("relayq_rpc_requests_total", "chain", "alpha", "method", "eth_chainId"), "the API asked alpha's node")
+	require.NotZero(t, m.Value("relayq_rpc_requests_total", "chain", "beta", "method", "eth_chainId"))
 	status, b, err = c.request(http.MethodGet, "/v1/signers", "")
 	require.NoError(t, err)
 	require.Equal(t, http.StatusOK, status)
