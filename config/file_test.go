@@ -103,9 +103,8 @@ func TestFilePollInterval(t *testing.T) {
 // Every problem of every chain is reported at once, each naming its place.
 func TestFileReportsEveryProblem(t *testing.T) {
 	t.Parallel()
-	dir := t.TempDir()
-	key := filepath.Join(dir, "key.json")
-	require.NoError(t, os.WriteFile(key, []byte("{}"), 0o600))
+	key := stubKeystoreFile(t)
+	dir := filepath.Dir(key)
 	path := writeFile(t, `
 chains:
   - name: sepolia
@@ -219,9 +218,7 @@ func TestFileWithChainLevelVariables(t *testing.T) {
 
 func TestFileNamedVariables(t *testing.T) {
 	t.Parallel()
-	dir := t.TempDir()
-	key := filepath.Join(dir, "key.json")
-	require.NoError(t, os.WriteFile(key, []byte("{}"), 0o600))
+	key := stubKeystoreFile(t)
 	path := writeFile(t, `
 chains:
   - name: a
@@ -303,4 +300,13 @@ func TestEnvChain(t *testing.T) {
 	err = Config{RedisURL: DefaultRedisURL, Prefix: DefaultPrefix, LogLevel: "info", Concurrency: 1}.Check(RoleWorker)
 	require.ErrorContains(t, err, "RELAYQ_RPC_URL: is required")
 	require.False(t, strings.Contains(err.Error(), "RELAYQ_CONFIG"))
+}
+
+// stubKeystoreFile writes a file where a keystore file is named: Check only
+// looks that it is there (decrypting is for the start).
+func stubKeystoreFile(t *testing.T) string {
+	t.Helper()
+	key := filepath.Join(t.TempDir(), "key.json")
+	require.NoError(t, os.WriteFile(key, []byte("{}"), 0o600))
+	return key
 }
