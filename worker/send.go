@@ -18,6 +18,10 @@ import (
 	"github.com/relayq/relayq/txmgr"
 )
 
+// notFoundRetries is how often a send task whose job cannot be read is
+// retried before it is dropped.
+const notFoundRetries = 3
+
 // HandleSendTask handles a tasks.TypeSend task.
 func (w *Worker) HandleSendTask(ctx context.Context, t *asynq.Task) error {
 	p, err := tasks.ParseSendPayload(t.Payload())
@@ -34,7 +38,15 @@ func (w *Worker) HandleSendTask(ctx context.Context, t *asynq.Task) error {
 func (w *Worker) Send(ctx context.Context, id string) error {
 	j, err := w.store.Get(ctx, id)
 	if errors.Is(err, jobs.ErrNotFound) {
-		return fmt.Errorf("send %s: %w: %w", id, err, asynq.SkipRetry)
+		// The API writes a job before its task, so a task without its job
+		// is a stale read: a Redis failover in progress (a restarted old
+		// primary answering before Sentinel demotes it). Retry a few
+		// times; past that give up on the task, but never fail the job on
+		// such a read (handleTaskError): if it exists, the sweeper runs it.
+		if n, _ := asynq.GetRetryCount(ctx); n >= notFoundRetries {
+			return fmt.Errorf("send %s: %w: %w", id, err, asynq.SkipRetry)
+		}
+		return fmt.Errorf("send %s: %w", id, err)
 	}
 	if err != nil {
 		return fmt.Errorf("send %s: %w", id, err)

@@ -284,6 +284,11 @@ func (w *Worker) handleTaskError(ctx context.Context, t *asynq.Task, err error) 
 	if t.Type() != tasks.TypeSend || (retried < max && !errors.Is(err, asynq.SkipRetry)) {
 		return
 	}
+	if errors.Is(err, jobs.ErrNotFound) {
+		// A read that did not find the job says nothing about the job (see
+		// Send): one that exists stays queued for the sweeper.
+		return
+	}
 	p, perr := tasks.ParseSendPayload(t.Payload())
 	if perr != nil {
 		return
