@@ -39,8 +39,9 @@ func (w *Worker) Send(ctx context.Context, id string) error {
 	j, err := w.store.Get(ctx, id)
 	if errors.Is(err, jobs.ErrNotFound) {
 		// The API writes a job before its task, so a task without its job
-		// is a stale read: a Redis failover in progress (a restarted old
-		// primary answering before Sentinel demotes it). Retry a few
+		// is a stale read: a Redis failover in progress (a connection still
+		// on the old primary, restarted as a replica that has not synced
+		// yet, answers reads). Retry a few
 		// times; past that give up on the task, but never fail the job on
 		// such a read (handleTaskError): if it exists, the sweeper runs it.
 		if n, _ := asynq.GetRetryCount(ctx); n >= notFoundRetries {
