@@ -48,6 +48,7 @@ type chainNode struct {
 	calls atomic.Int64 // eth_call and eth_estimateGas
 	down  atomic.Bool
 	hang  atomic.Bool
+	other atomic.Uint64 // when set, the chain id it answers instead of id
 }
 
 func (n *chainNode) ChainID(ctx context.Context) (*big.Int, error) {
@@ -59,6 +60,9 @@ func (n *chainNode) ChainID(ctx context.Context) (*big.Int, error) {
 	}
 	if n.down.Load() {
 		return nil, fmt.Errorf("chain %d: connection refused", n.id)
+	}
+	if o := n.other.Load(); o != 0 {
+		return new(big.Int).SetUint64(o), nil
 	}
 	return new(big.Int).SetUint64(n.id), nil
 }
@@ -472,6 +476,15 @@ func TestChainsReadyz(t *testing.T) {
 	ptr, ok = s.response(t, o, r.Status, "application/json")
 	require.True(t, ok)
 	s.validate(t, ptr, r.Body)
+
+	// A node that answers for another chain is not the chain's node.
+	tc.nodeB.down.Store(false)
+	tc.nodeB.other.Store(999)
+	r = tc.do(http.MethodGet, "/readyz", "")
+	require.Equal(t, http.StatusOK, r.Status, string(r.Body))
+	require.NoError(t, json.Unmarshal(r.Body, &got))
+	require.Equal(t, fmt.Sprintf("the node serves chain 999, not %d", idB), got["node_b"])
+	tc.nodeB.down.Store(true)
 
 	tc.nodeA.down.Store(true)
 	r = tc.do(http.MethodGet, "/readyz", "")

@@ -270,7 +270,15 @@ func (s *Server) ready(c echo.Context) error {
 	errs := make([]error, len(s.chains.list))
 	var wg sync.WaitGroup
 	for i, ch := range s.chains.list {
-		wg.Go(func() { _, errs[i] = ch.cfg.Node.ChainID(ctx) })
+		wg.Go(func() {
+			id, err := ch.cfg.Node.ChainID(ctx)
+			if err == nil && id.Uint64() != ch.chainID {
+				// A mistyped URL answering for another chain is not this
+				// chain's node: reads and dry runs there would be wrong.
+				err = fmt.Errorf("the node serves chain %d, not %d", id, ch.chainID)
+			}
+			errs[i] = err
+		})
 	}
 	wg.Wait()
 	// With several chains the API is ready while Redis and any node answer:

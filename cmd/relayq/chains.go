@@ -59,7 +59,7 @@ func startChains(ctx context.Context, cfg config.Config, rdb redis.UniversalClie
 		id, err := node.ChainID(ctx)
 		switch {
 		case err == nil && ch.Namespaced && id.Uint64() != ch.ChainID:
-			return out, &chainIDMismatch{chain: ch.Name, want: ch.ChainID, current: id.Uint64()}
+			return out, fmt.Errorf("%s: %w", where, &chainIDMismatch{want: ch.ChainID, current: id.Uint64()})
 		case err == nil:
 			sc.chainID = id
 		case ch.Namespaced:
@@ -126,25 +126,31 @@ func loadSigners(ch config.Chain, chainID *big.Int) ([]signer.Signer, error) {
 	return signers, nil
 }
 
-// runChainWorker runs the worker of one chain until ctx ends. While the
-// chain's node does not answer (or the worker cannot start for another
-// passing reason) it retries with backoff, logging each failure, so one
-// chain's outage leaves the others served. A node that answers another
-// chain id than the chain declares is fatal: nothing is signed for it.
+// runChainWorker runs the worker of one chain until ctx ends. A chain of
+// the relayq.yaml whose node does not answer is retried with backoff,
+// logging each failure, so one chain's outage leaves the others served.
+// Anything else that stops a worker from starting ends the process, as it
+// always has: the environment's one chain (its node answered at start), a
+// Redis that refuses the worker's writes (a replica, an ACL), and a node
+// that answers another chain id than declared (nothing is signed for it).
 func runChainWorker(ctx context.Context, ch *servedChain, wc worker.Config, log *slog.Logger) error {
 	log = log.With("chain", ch.cfg.Name)
 	backoff := time.Second
 	for {
 		w, err := startChainWorker(ctx, ch, wc)
-		var fatal *chainIDMismatch
-		switch {
-		case errors.As(err, &fatal):
-			return err
-		case err == nil:
+		if err == nil {
 			log.Info("worker started", "chain_id", ch.chainID, "signers", len(ch.signers))
 			err = w.Run(ctx)
 			w.Close()
 			return err
+		}
+		if ctx.Err() != nil {
+			return nil // stopping
+		}
+		var mismatch *chainIDMismatch
+		var refused redis.Error
+		if !ch.cfg.Namespaced || errors.As(err, &mismatch) || errors.As(err, &refused) {
+			return fmt.Errorf("chain %s: %w", ch.cfg.Name, err)
 		}
 		log.Error("worker cannot start; retrying", "in", backoff.String(), "err", err)
 		select {
@@ -158,12 +164,11 @@ func runChainWorker(ctx context.Context, ch *servedChain, wc worker.Config, log 
 
 // chainIDMismatch is a node serving another chain than the one declared.
 type chainIDMismatch struct {
-	chain         string
 	want, current uint64
 }
 
 func (e *chainIDMismatch) Error() string {
-	return fmt.Sprintf("chain %s: chain_id is %d, but its node serves chain %d", e.chain, e.want, e.current)
+	return fmt.Sprintf("chain_id is %d, but its node serves chain %d", e.want, e.current)
 }
 
 // startChainWorker checks the chain id and builds the chain's worker (which
@@ -176,7 +181,7 @@ func startChainWorker(ctx context.Context, ch *servedChain, wc worker.Config) (*
 		return nil, fmt.Errorf("the node does not answer: %w", err)
 	}
 	if id.Cmp(ch.chainID) != 0 {
-		return nil, &chainIDMismatch{chain: ch.cfg.Name, want: ch.chainID.Uint64(), current: id.Uint64()}
+		return nil, &chainIDMismatch{want: ch.chainID.Uint64(), current: id.Uint64()}
 	}
 	return worker.New(ctx, wc)
 }
