@@ -313,7 +313,7 @@ func waitJob(ctx context.Context, c *apiClient, id string, timeout, interval tim
 	var last *jobView
 	var lastRaw []byte
 	lastLine, lastErr := "", ""
-	shown := 0 // history entries accounted for
+	shown := 0 // history entries accounted for (the last one by its progress line)
 	for {
 		j, raw, err := c.job(wctx, id)
 		var ae *apiError
@@ -327,9 +327,7 @@ func waitJob(ctx context.Context, c *apiClient, id string, timeout, interval tim
 					p.event(j.History[k].To)
 				}
 			}
-			if len(j.History) > 0 {
-				shown = len(j.History) - 1
-			}
+			shown = max(shown, len(j.History))
 			if line := progressLine(j); line != lastLine {
 				p.event(line)
 				lastLine = line

@@ -179,3 +179,23 @@ func TestStatusWaitShowsStepsBetweenPolls(t *testing.T) {
 	require.NoError(t, err, errOut.String())
 	require.Equal(t, []string{"queued", "submitted", "mined", "confirmed  block 9"}, progressLines(out.String()), out.String())
 }
+
+// A status already shown on its own progress line is not shown again when
+// the job then moves on two steps between polls (the trial found
+// "submitted" printed twice).
+func TestStatusWaitShowsEachStatusOnce(t *testing.T) {
+	t.Parallel()
+	_, url := startScripted(t,
+		job(`"status":"submitted","nonce":3,"tx_hash":"0xaa","attempts":[{"kind":"original"}],"history":[{"to":"queued"},{"to":"submitted"}]`),
+		job(`"status":"confirmed","nonce":3,"tx_hash":"0xaa","block_number":9,"attempts":[{"kind":"original"}],
+			"history":[{"to":"queued"},{"to":"submitted"},{"to":"mined"},{"to":"confirmed"}]`),
+	)
+	var out, errOut bytes.Buffer
+	err := run(context.Background(), []string{"relayq", "status", "j1", "--wait", "--interval", "50ms", "--api", url}, envOf(nil), &out, &errOut)
+	require.NoError(t, err, errOut.String())
+	lines := progressLines(out.String())
+	require.Len(t, lines, 4, out.String())
+	require.Equal(t, "queued", lines[0])
+	require.Regexp(t, `^submitted`, lines[1])
+	require.Equal(t, []string{"mined", "confirmed  block 9"}, lines[2:], out.String())
+}
