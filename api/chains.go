@@ -114,9 +114,21 @@ func counted(route chainRoute) chainRoute {
 	}
 }
 
+// queryChain is the request's ?chain=, which may be given once.
+func queryChain(c echo.Context) (string, *Error) {
+	if vs := c.QueryParams()["chain"]; len(vs) > 1 {
+		return "", invalid("conflicting_fields", "chain", "chain is given %d times in the query; give it once", len(vs))
+	}
+	return c.QueryParam("chain"), nil
+}
+
 // byQuery takes the chain from ?chain=.
 func byQuery(s *Server, c echo.Context) (*Server, error) {
-	ch, e := s.chainFor(c.QueryParam("chain"))
+	sel, e := queryChain(c)
+	if e != nil {
+		return nil, e
+	}
+	ch, e := s.chainFor(sel)
 	if e != nil {
 		return nil, e
 	}
@@ -127,6 +139,10 @@ func byQuery(s *Server, c echo.Context) (*Server, error) {
 // the body and handing it on unchanged. A body that is not a JSON object
 // goes to the first chain, whose handler reports what is wrong with it.
 func byBody(s *Server, c echo.Context) (*Server, error) {
+	if _, ok := c.QueryParams()["chain"]; ok {
+		// Two places for one choice could disagree: refuse the query.
+		return nil, invalid("unknown_parameter", "chain", `on this route the chain goes in the JSON body ("chain": "<name>"), not in the query`)
+	}
 	if len(s.chains.list) == 1 {
 		return s, nil // the handler checks a chain field (checkChain)
 	}
@@ -180,22 +196,42 @@ func byJob(s *Server, c echo.Context) (*Server, error) {
 
 // listAllSigners answers GET /v1/signers: the signers of the chain ?chain=
 // names, or of every chain.
+//
+// Listing every chain, one whose node or keys cannot be read is named in
+// "unavailable" with its error instead of failing the whole answer: one
+// chain's outage does not hide the others' signers.
 func (s *Server) listAllSigners(c echo.Context) error {
-	chains := s.chains.list
-	if sel := c.QueryParam("chain"); sel != "" {
+	sel, e := queryChain(c)
+	if e != nil {
+		return e
+	}
+	if sel != "" || len(s.chains.list) == 1 {
 		ch, e := s.chainFor(sel)
 		if e != nil {
 			return e
 		}
-		chains = []*Server{ch}
-	}
-	out := []signerView{}
-	for _, ch := range chains {
 		vs, err := ch.signerViews(c.Request().Context())
 		if err != nil {
 			return err
 		}
+		return c.JSON(http.StatusOK, map[string]any{"signers": vs})
+	}
+	out := []signerView{}
+	unavailable := map[string]string{}
+	for _, ch := range s.chains.list {
+		vs, err := ch.signerViews(c.Request().Context())
+		if err != nil {
+			unavailable[ch.name] = err.Error()
+			continue
+		}
 		out = append(out, vs...)
 	}
-	return c.JSON(http.StatusOK, map[string]any{"signers": out})
+	if len(unavailable) == len(s.chains.list) {
+		return apiError(CodeUnavailable, "could not read the signers of any chain: %v", unavailable)
+	}
+	body := map[string]any{"signers": out}
+	if len(unavailable) > 0 {
+		body["unavailable"] = unavailable
+	}
+	return c.JSON(http.StatusOK, body)
 }

@@ -14,6 +14,7 @@ import (
 	"testing"
 
 	"github.com/ethereum/go-ethereum"
+	"github.com/ethereum/go-ethereum/common"
 	"github.com/hibiken/asynq"
 	"github.com/stretchr/testify/require"
 
@@ -65,6 +66,13 @@ func (n *chainNode) ChainID(ctx context.Context) (*big.Int, error) {
 		return new(big.Int).SetUint64(o), nil
 	}
 	return new(big.Int).SetUint64(n.id), nil
+}
+
+func (n *chainNode) NonceAt(ctx context.Context, a common.Address, block *big.Int) (uint64, error) {
+	if n.down.Load() {
+		return 0, fmt.Errorf("chain %d: connection refused", n.id)
+	}
+	return n.Node.NonceAt(ctx, a, block)
 }
 
 func (n *chainNode) CallContract(ctx context.Context, msg ethereum.CallMsg, block *big.Int) ([]byte, error) {
@@ -651,4 +659,40 @@ func TestChainsRefusalsAreCounted(t *testing.T) {
 	require.Equal(t, 2.0, s.Value("relayq_jobs_rejected_total", "code", "unknown_chain"))
 	require.Equal(t, 1.0, s.Value("relayq_jobs_rejected_total", "code", "unsupported_media_type"))
 	require.Equal(t, 1.0, s.Value("relayq_jobs_accepted_total", "outcome", "created"))
+}
+
+// Listing every chain's signers while one chain's node is down answers the
+// others' and names the one that could not be read; a chain given twice in
+// the query, or in the query of a route that takes it in the body, is
+// refused and changes nothing.
+func TestChainsOneNodeDownAndAmbiguousSelectors(t *testing.T) {
+	t.Parallel()
+	tc := setupTwoChains(t)
+	tc.nodeB.down.Store(true)
+	r := tc.do(http.MethodGet, "/v1/signers", "")
+	require.Equal(t, http.StatusOK, r.Status, string(r.Body))
+	var list struct {
+		Signers     []signerView      `json:"signers"`
+		Unavailable map[string]string `json:"unavailable"`
+	}
+	require.NoError(t, json.Unmarshal(r.Body, &list))
+	require.Len(t, list.Signers, 1)
+	require.EqualValues(t, idA, list.Signers[0].ChainID)
+	require.Contains(t, list.Unavailable["b"], "connection refused")
+	s := loadSpec(t)
+	ptr, ok := s.response(t, s.op(t, http.MethodGet, "/v1/signers"), r.Status, "application/json")
+	require.True(t, ok)
+	s.validate(t, ptr, r.Body)
+	tc.nodeA.down.Store(true)
+	r = tc.do(http.MethodGet, "/v1/signers", "")
+	require.Equal(t, http.StatusServiceUnavailable, r.Status, string(r.Body))
+	tc.nodeA.down.Store(false)
+
+	requireChainError(t, tc.do(http.MethodGet, "/v1/jobs?chain=a&chain=b", ""), "conflicting_fields", "chain")
+	requireChainError(t, tc.do(http.MethodGet, "/v1/signers?chain=a&chain=b", ""), "conflicting_fields", "chain")
+	requireChainError(t, tc.do(http.MethodPost, "/v1/jobs?chain=b", `{"to":"`+testCounter+`","chain":"a"}`), "unknown_parameter", "chain")
+	requireChainError(t, tc.do(http.MethodPost, "/v1/jobs/batch?chain=b", `{"chain":"a","jobs":[{"to":"`+testCounter+`"}]}`), "unknown_parameter", "chain")
+	r = tc.do(http.MethodGet, "/v1/jobs?chain=a", "")
+	require.Equal(t, http.StatusOK, r.Status)
+	require.JSONEq(t, `{"jobs":[],"next_cursor":""}`, string(r.Body), "nothing was stored")
 }

@@ -66,7 +66,7 @@ func startChains(ctx context.Context, cfg config.Config, rdb redis.UniversalClie
 			// The file declares the id: serve the chain's API now, and
 			// start its worker when the node answers (runChainWorker).
 			sc.chainID = new(big.Int).SetUint64(ch.ChainID)
-			log.Warn("the node does not answer; the chain's worker starts when it does", "chain", ch.Name, "err", err)
+			log.Warn("the node does not answer; the chain is served (its jobs wait), and a worker for it starts when the node answers", "chain", ch.Name, "err", err)
 		default:
 			return out, fmt.Errorf("%s: the node does not answer: %w", where, err)
 		}
