@@ -63,9 +63,9 @@ func (s *Server) createBatch(c echo.Context) (err error) {
 	if e != nil {
 		return e
 	}
-	idem := c.Request().Header.Get("Idempotency-Key")
-	if len(idem) > maxIdempotencyKey {
-		return invalid("invalid_header", "Idempotency-Key", "Idempotency-Key is longer than %d characters", maxIdempotencyKey)
+	idem, e := idempotencyKey(c)
+	if e != nil {
+		return e
 	}
 	var req batchRequest
 	if e := decodeJSON(body, &req); e != nil {

@@ -9,13 +9,11 @@ import (
 	"encoding/hex"
 	"errors"
 	"fmt"
-	"io"
 	"log/slog"
 	"math/big"
 	"net/http"
 	"net/netip"
 	"strconv"
-	"strings"
 	"sync"
 	"time"
 
@@ -309,24 +307,25 @@ func (s *Server) ready(c echo.Context) error {
 
 const maxIdempotencyKey = 255
 
+// idempotencyKey is the request's Idempotency-Key header ("" if none).
+func idempotencyKey(c echo.Context) (string, *Error) {
+	idem := c.Request().Header.Get("Idempotency-Key")
+	if len(idem) > maxIdempotencyKey {
+		return "", invalid("invalid_header", "Idempotency-Key", "Idempotency-Key is longer than %d characters", maxIdempotencyKey)
+	}
+	return idem, nil
+}
+
 func (s *Server) createJob(c echo.Context) (err error) {
 	defer func() { s.countJobRequest(c, err) }()
 	ctx := c.Request().Context()
-	if ct := c.Request().Header.Get(echo.HeaderContentType); ct != "" && !strings.HasPrefix(strings.ToLower(ct), echo.MIMEApplicationJSON) {
-		return invalid("unsupported_media_type", "", "Content-Type must be application/json, got %q", clip(ct))
+	body, e := readBody(c)
+	if e != nil {
+		return e
 	}
-	body, err := io.ReadAll(c.Request().Body)
-	if err != nil {
-		var mbe *http.MaxBytesError
-		var he *echo.HTTPError
-		if errors.As(err, &mbe) || errors.As(err, &he) && he.Code == http.StatusRequestEntityTooLarge {
-			return apiError(CodeTooLarge, "request body is too large")
-		}
-		return invalid("malformed_json", "", "could not read the body: %v", err)
-	}
-	idem := c.Request().Header.Get("Idempotency-Key")
-	if len(idem) > maxIdempotencyKey {
-		return invalid("invalid_header", "Idempotency-Key", "Idempotency-Key is longer than %d characters", maxIdempotencyKey)
+	idem, e := idempotencyKey(c)
+	if e != nil {
+		return e
 	}
 	var req jobRequest
 	if e := decodeJSON(body, &req); e != nil {

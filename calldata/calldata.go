@@ -5,6 +5,8 @@ import (
 	"fmt"
 	"reflect"
 	"strconv"
+
+	"github.com/ethereum/go-ethereum/accounts/abi"
 )
 
 // Error codes carried by Error.Code. They are stable strings meant to be
@@ -57,6 +59,14 @@ func Encode(signature string, args []json.RawMessage) ([]byte, error) {
 	if err != nil {
 		return nil, err
 	}
+	return pack(method, args, false)
+}
+
+// pack is Encode and EncodeMethod after the method is known. fromABI says
+// the method came from a JSON ABI, which may hold types no JSON value
+// converts to (ParseSignature refuses those up front): such an error names
+// the method rather than the function.
+func pack(method abi.Method, args []json.RawMessage, fromABI bool) ([]byte, error) {
 	if len(args) != len(method.Inputs) {
 		return nil, newError(CodeWrongArgCount, "args", "%s takes %s, got %d",
 			method.Sig, plural(len(method.Inputs), "argument"), len(args))
@@ -65,6 +75,9 @@ func Encode(signature string, args []json.RawMessage) ([]byte, error) {
 	for i := range args {
 		v, cerr := convert(&method.Inputs[i].Type, args[i], "args["+strconv.Itoa(i)+"]")
 		if cerr != nil {
+			if fromABI && cerr.Field == "function" { // a type no JSON value converts to
+				return nil, newError(CodeInvalidArgument, "method", "%s takes a %s parameter, which relayq cannot encode", method.Sig, method.Inputs[i].Type)
+			}
 			return nil, cerr
 		}
 		values[i] = v.Interface()

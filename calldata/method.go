@@ -4,7 +4,6 @@ import (
 	"bytes"
 	"encoding/json"
 	"sort"
-	"strconv"
 	"strings"
 
 	"github.com/ethereum/go-ethereum/accounts/abi"
@@ -135,26 +134,7 @@ func methodList(a *abi.ABI) string {
 // them) as a call of method: its selector followed by the packed
 // arguments. Every error is an *Error.
 func EncodeMethod(method abi.Method, args []json.RawMessage) ([]byte, error) {
-	if len(args) != len(method.Inputs) {
-		return nil, newError(CodeWrongArgCount, "args", "%s takes %s, got %d",
-			method.Sig, plural(len(method.Inputs), "argument"), len(args))
-	}
-	values := make([]any, len(args))
-	for i := range args {
-		v, cerr := convert(&method.Inputs[i].Type, args[i], "args["+strconv.Itoa(i)+"]")
-		if cerr != nil {
-			if cerr.Field == "function" { // a type no JSON value converts to
-				return nil, newError(CodeInvalidArgument, "method", "%s takes a %s parameter, which relayq cannot encode", method.Sig, method.Inputs[i].Type)
-			}
-			return nil, cerr
-		}
-		values[i] = v.Interface()
-	}
-	packed, err := method.Inputs.Pack(values...)
-	if err != nil {
-		return nil, newError(CodeInvalidArgument, "args", "cannot encode arguments for %s: %v", method.Sig, err)
-	}
-	return append(append(make([]byte, 0, len(method.ID)+len(packed)), method.ID...), packed...), nil
+	return pack(method, args, true)
 }
 
 // Signature is method's canonical signature with its output types, as
