@@ -121,34 +121,16 @@ func (r response) job(t *testing.T) jobs.Job {
 // that override it ("" removes a header).
 func (b *bundle) do(method, path, body string, headers ...string) response {
 	b.t.Helper()
-	var rd io.Reader
-	if body != "" {
-		rd = strings.NewReader(body)
-	}
-	req, err := http.NewRequest(method, b.http.URL+path, rd)
+	r, err := testenv.Request(nil, b.http.URL, testKey, method, path, body, headers...)
 	require.NoError(b.t, err)
-	return b.send(req, body != "", headers...)
+	return response(r)
 }
 
 func (b *bundle) send(req *http.Request, jsonBody bool, headers ...string) response {
 	b.t.Helper()
-	req.Header.Set("Authorization", "Bearer "+testKey)
-	if jsonBody {
-		req.Header.Set("Content-Type", "application/json")
-	}
-	for i := 0; i+1 < len(headers); i += 2 {
-		if headers[i+1] == "" {
-			req.Header.Del(headers[i])
-		} else {
-			req.Header.Set(headers[i], headers[i+1])
-		}
-	}
-	res, err := http.DefaultClient.Do(req)
+	r, err := testenv.Send(nil, req, testKey, jsonBody, headers...)
 	require.NoError(b.t, err)
-	defer res.Body.Close()
-	body, err := io.ReadAll(res.Body)
-	require.NoError(b.t, err)
-	return response{Status: res.StatusCode, Header: res.Header, Body: body}
+	return response(r)
 }
 
 // jobCount is how many jobs Redis holds.

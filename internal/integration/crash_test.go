@@ -167,24 +167,6 @@ func TestChaos(t *testing.T) {
 	require.Equal(t, latest, pending, "nothing stuck in the pool")
 }
 
-// requestWith sends a request with one extra header.
-func (c *cluster) requestWith(method, path, body, header, value string) (int, []byte, error) {
-	req, err := http.NewRequest(method, c.apiURL+path, stringsReader(body))
-	if err != nil {
-		return 0, nil, err
-	}
-	req.Header.Set("Authorization", "Bearer "+testAPIKey)
-	req.Header.Set("Content-Type", "application/json")
-	req.Header.Set(header, value)
-	res, err := http.DefaultClient.Do(req)
-	if err != nil {
-		return 0, nil, err
-	}
-	defer res.Body.Close()
-	b, err := readAll(res.Body)
-	return res.StatusCode, b, err
-}
-
 // dropOnePending drops one submitted job's transaction from anvil's pool.
 func (c *cluster) dropOnePending() bool {
 	code, b, err := c.request(http.MethodGet, "/v1/jobs?status=submitted&limit=5", "")

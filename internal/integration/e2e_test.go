@@ -3,9 +3,7 @@ package integration
 import (
 	"context"
 	"fmt"
-	"io"
 	"net/http"
-	"strings"
 	"sync"
 	"sync/atomic"
 	"testing"
@@ -83,14 +81,18 @@ func newCluster(t *testing.T, opts clusterOptions) (*cluster, string) {
 	return c, counter.Hex()
 }
 
-// startAPI starts the `relayq api` process on a free port, with c.env, and
-// waits until it is ready.
-func (c *cluster) startAPI() {
+// startAPI starts the `relayq api` process the cluster's requests go to.
+func (c *cluster) startAPI() { c.apiURL = c.launchAPI("api") }
+
+// launchAPI starts a `relayq api` process named name on a free port, with
+// c.env, waits until it is ready and returns its base URL.
+func (c *cluster) launchAPI(name string) string {
+	c.t.Helper()
 	port := testenv.FreePort(c.t)
-	c.apiURL = fmt.Sprintf("http://127.0.0.1:%d", port)
+	base := fmt.Sprintf("http://127.0.0.1:%d", port)
 	apiEnv := append([]string{"RELAYQ_LISTEN=127.0.0.1:" + fmt.Sprint(port), "RELAYQ_API_KEYS=" + testAPIKey}, c.env...)
-	testenv.Start(c.t, "api", c.bin, apiEnv, func() error {
-		res, err := http.Get(c.apiURL + "/readyz")
+	testenv.Start(c.t, name, c.bin, apiEnv, func() error {
+		res, err := http.Get(base + "/readyz")
 		if err != nil {
 			return err
 		}
@@ -100,6 +102,7 @@ func (c *cluster) startAPI() {
 		}
 		return nil
 	}, "api")
+	return base
 }
 
 // addWorker starts one more `relayq worker` process with extra env.
@@ -110,19 +113,13 @@ func (c *cluster) addWorker(env ...string) *testenv.Process {
 }
 
 func (c *cluster) request(method, path, body string) (int, []byte, error) {
-	req, err := http.NewRequest(method, c.apiURL+path, strings.NewReader(body))
-	if err != nil {
-		return 0, nil, err
-	}
-	req.Header.Set("Authorization", "Bearer "+testAPIKey)
-	req.Header.Set("Content-Type", "application/json")
-	res, err := http.DefaultClient.Do(req)
-	if err != nil {
-		return 0, nil, err
-	}
-	defer res.Body.Close()
-	b, err := io.ReadAll(res.Body)
-	return res.StatusCode, b, err
+	return c.requestWith(method, path, body)
+}
+
+// requestWith sends a request with extra headers (name, value pairs).
+func (c *cluster) requestWith(method, path, body string, headers ...string) (int, []byte, error) {
+	r, err := testenv.Request(nil, c.apiURL, testAPIKey, method, path, body, headers...)
+	return r.Status, r.Body, err
 }
 
 // post submits n jobs from 16 concurrent clients and returns their ids.

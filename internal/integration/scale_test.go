@@ -4,7 +4,6 @@ import (
 	"context"
 	"crypto/ecdsa"
 	"fmt"
-	"io"
 	"net/http"
 	"strings"
 	"sync"
@@ -289,21 +288,7 @@ const trackerLeaseTTL = 5*200*time.Millisecond + 2*time.Second
 // startAPI starts one more `relayq api` process and returns its base URL.
 func (r *scaleRun) startAPI() string {
 	r.t.Helper()
-	port := testenv.FreePort(r.t)
-	base := fmt.Sprintf("http://127.0.0.1:%d", port)
-	env := append([]string{"RELAYQ_LISTEN=127.0.0.1:" + fmt.Sprint(port), "RELAYQ_API_KEYS=" + testAPIKey}, r.c.env...)
-	testenv.Start(r.t, fmt.Sprintf("api-%d", len(r.apis)), r.c.bin, env, func() error {
-		res, err := http.Get(base + "/readyz")
-		if err != nil {
-			return err
-		}
-		res.Body.Close()
-		if res.StatusCode != http.StatusOK {
-			return fmt.Errorf("readyz %d", res.StatusCode)
-		}
-		return nil
-	}, "api")
-	return base
+	return r.c.launchAPI(fmt.Sprintf("api-%d", len(r.apis)))
 }
 
 // post submits body to the API at base with an Idempotency-Key and returns
@@ -315,33 +300,21 @@ func (r *scaleRun) post(base, body, key string) (string, error) {
 		if try > 0 {
 			time.Sleep(200 * time.Millisecond)
 		}
-		req, err := http.NewRequest(http.MethodPost, base+"/v1/jobs", strings.NewReader(body))
-		if err != nil {
-			return "", err
-		}
-		req.Header.Set("Authorization", "Bearer "+testAPIKey)
-		req.Header.Set("Content-Type", "application/json")
-		req.Header.Set("Idempotency-Key", key)
-		res, err := r.hc.Do(req)
-		if err != nil {
-			last = err
-			continue
-		}
-		b, err := io.ReadAll(res.Body)
-		res.Body.Close()
+		res, err := testenv.Request(r.hc, base, testAPIKey, http.MethodPost, "/v1/jobs", body, "Idempotency-Key", key)
+		b := res.Body
 		switch {
 		case err != nil:
 			last = err
-		case res.StatusCode == http.StatusAccepted || res.StatusCode == http.StatusOK:
+		case res.Status == http.StatusAccepted || res.Status == http.StatusOK:
 			var j jobs.Job
 			if err := jsonUnmarshal(b, &j); err != nil {
 				return "", err
 			}
 			return j.ID, nil
-		case res.StatusCode >= 500:
-			last = fmt.Errorf("POST: %d %s", res.StatusCode, b)
+		case res.Status >= 500:
+			last = fmt.Errorf("POST: %d %s", res.Status, b)
 		default:
-			return "", fmt.Errorf("POST: %d %s", res.StatusCode, b)
+			return "", fmt.Errorf("POST: %d %s", res.Status, b)
 		}
 	}
 	return "", last

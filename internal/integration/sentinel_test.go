@@ -3,7 +3,6 @@ package integration
 import (
 	"context"
 	"fmt"
-	"io"
 	"net/http"
 	"strings"
 	"sync"
@@ -59,20 +58,8 @@ func TestSentinelFailoverLosesNoAcceptedJob(t *testing.T) {
 	)
 	deadline := time.Now().Add(3 * time.Minute)
 	post := func(key string) (int, []byte, error) {
-		req, err := http.NewRequest(http.MethodPost, c.apiURL+"/v1/jobs", strings.NewReader(body))
-		if err != nil {
-			return 0, nil, err
-		}
-		req.Header.Set("Authorization", "Bearer "+testAPIKey)
-		req.Header.Set("Content-Type", "application/json")
-		req.Header.Set("Idempotency-Key", key)
-		res, err := hc.Do(req)
-		if err != nil {
-			return 0, nil, err
-		}
-		defer res.Body.Close()
-		b, err := io.ReadAll(res.Body)
-		return res.StatusCode, b, err
+		r, err := testenv.Request(hc, c.apiURL, testAPIKey, http.MethodPost, "/v1/jobs", body, "Idempotency-Key", key)
+		return r.Status, r.Body, err
 	}
 	var wg sync.WaitGroup
 	errc := make(chan error, 8)

@@ -3,7 +3,6 @@
 package integration
 
 import (
-	"bytes"
 	"fmt"
 	"net"
 	"net/http"
@@ -160,20 +159,8 @@ func TestShutdownUnderLoadLosesNothing(t *testing.T) {
 	body := fmt.Sprintf(`{"to":%q,"function":"increment()"}`, counter)
 	client := &http.Client{Timeout: 30 * time.Second}
 	post := func(base string) (int, []byte, error) {
-		req, err := http.NewRequest(http.MethodPost, base+"/v1/jobs", strings.NewReader(body))
-		if err != nil {
-			return 0, nil, err
-		}
-		req.Header.Set("Authorization", "Bearer "+testAPIKey)
-		req.Header.Set("Content-Type", "application/json")
-		res, err := client.Do(req)
-		if err != nil {
-			return 0, nil, err
-		}
-		defer res.Body.Close()
-		var b bytes.Buffer
-		_, err = b.ReadFrom(res.Body)
-		return res.StatusCode, b.Bytes(), err
+		r, err := testenv.Request(client, base, testAPIKey, http.MethodPost, "/v1/jobs", body)
+		return r.Status, r.Body, err
 	}
 
 	ids := make([]string, n)

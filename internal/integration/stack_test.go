@@ -11,7 +11,6 @@ import (
 	"net/http"
 	"net/http/httptest"
 	"os"
-	"strings"
 	"testing"
 	"time"
 
@@ -182,29 +181,9 @@ func (r response) err(t *testing.T) apiErr {
 // Authorization ("" removes it).
 func (s *stack) do(method, path, body string, headers ...string) response {
 	s.t.Helper()
-	var rd io.Reader
-	if body != "" {
-		rd = strings.NewReader(body)
-	}
-	req, err := http.NewRequest(method, s.api.URL+path, rd)
+	r, err := testenv.Request(nil, s.api.URL, testAPIKey, method, path, body, headers...)
 	require.NoError(s.t, err)
-	req.Header.Set("Authorization", "Bearer "+testAPIKey)
-	if body != "" {
-		req.Header.Set("Content-Type", "application/json")
-	}
-	for i := 0; i+1 < len(headers); i += 2 {
-		if headers[i+1] == "" {
-			req.Header.Del(headers[i])
-		} else {
-			req.Header.Set(headers[i], headers[i+1])
-		}
-	}
-	res, err := http.DefaultClient.Do(req)
-	require.NoError(s.t, err)
-	defer res.Body.Close()
-	b, err := io.ReadAll(res.Body)
-	require.NoError(s.t, err)
-	return response{Status: res.StatusCode, Header: res.Header, Body: b}
+	return response(r)
 }
 
 // submit POSTs a job and requires 202.
@@ -271,7 +250,3 @@ func jsonUnmarshal(b []byte, v any) error { return json.Unmarshal(b, v) }
 func commonAddr(s string) common.Address { return common.HexToAddress(s) }
 
 func hexBig(v int64) *big.Int { return big.NewInt(v) }
-
-func stringsReader(s string) io.Reader { return strings.NewReader(s) }
-
-func readAll(r io.Reader) ([]byte, error) { return io.ReadAll(r) }
