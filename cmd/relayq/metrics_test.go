@@ -99,57 +99,18 @@ func TestMetricsListenerReportsATakenPort(t *testing.T) {
 // metrics too: one registry for the process.
 func TestDevServesWorkerMetricsOnTheAPI(t *testing.T) {
 	t.Parallel()
-	port := testenv.FreePort(t)
-	ctx, cancel := context.WithCancel(context.Background())
-	defer cancel()
-	var out, errOut syncBuffer
-	done := make(chan error, 1)
-	go func() {
-		done <- run(ctx, []string{"relayq", "dev"}, envOf(map[string]string{"RELAYQ_LISTEN": fmt.Sprintf("127.0.0.1:%d", port)}), &out, &errOut)
-	}()
-	base := fmt.Sprintf("http://127.0.0.1:%d", port)
-	deadline := time.Now().Add(60 * time.Second)
-	var banner string
-	for {
-		res, err := http.Get(base + "/readyz")
-		if err == nil {
-			res.Body.Close()
-			if res.StatusCode == http.StatusOK {
-				banner = out.String()
-				break
-			}
-		}
-		select {
-		case err := <-done:
-			t.Fatalf("relayq dev exited: %v\n%s", err, errOut.String())
-		default:
-		}
-		require.True(t, time.Now().Before(deadline), "relayq dev not ready: %s", errOut.String())
-		time.Sleep(50 * time.Millisecond)
-	}
-	_, rest, ok := strings.Cut(banner, `"to":"`)
-	require.True(t, ok, banner)
-	counter, _, _ := strings.Cut(rest, `"`)
-	res, err := http.Post(base+"/v1/jobs", "application/json", strings.NewReader(fmt.Sprintf(`{"to":%q,"function":"increment()"}`, counter)))
+	d := startDev(t)
+	res, err := http.Post(d.base+"/v1/jobs", "application/json", strings.NewReader(fmt.Sprintf(`{"to":%q,"function":"increment()"}`, d.counter)))
 	require.NoError(t, err)
 	var j struct {
-		ID     string `json:"id"`
-		Status string `json:"status"`
+		ID string `json:"id"`
 	}
 	require.NoError(t, json.NewDecoder(res.Body).Decode(&j))
 	res.Body.Close()
 	require.Equal(t, http.StatusAccepted, res.StatusCode)
-	for j.Status != "confirmed" {
-		require.NotEqual(t, "failed", j.Status)
-		require.True(t, time.Now().Before(deadline), "job still %s", j.Status)
-		time.Sleep(100 * time.Millisecond)
-		res, err := http.Get(base + "/v1/jobs/" + j.ID)
-		require.NoError(t, err)
-		require.NoError(t, json.NewDecoder(res.Body).Decode(&j))
-		res.Body.Close()
-	}
+	d.waitConfirmed(t, j.ID)
 
-	s := metricstest.Scrape(t, base+"/metrics")
+	s := metricstest.Scrape(t, d.base+"/metrics")
 	require.Equal(t, 1.0, s.Value("relayq_jobs_accepted_total", "outcome", "created"), "the API's counter")
 	require.Equal(t, 1.0, s.Value("relayq_jobs_finished_total", "status", "confirmed"), "the worker's counter, same registry")
 	require.Equal(t, uint64(1), s.Count("relayq_job_stage_seconds", "stage", "confirmed"))
@@ -157,11 +118,5 @@ func TestDevServesWorkerMetricsOnTheAPI(t *testing.T) {
 	require.Equal(t, 1.0, s.Value("relayq_jobs", "status", "confirmed"))
 	require.Equal(t, 1.0, s.Value("relayq_cluster_scrape_success", "part", "queues"), "queue depths read on the embedded Redis too")
 
-	cancel()
-	select {
-	case err := <-done:
-		require.NoError(t, err)
-	case <-time.After(30 * time.Second):
-		t.Fatal("relayq dev did not stop after its context ended")
-	}
+	require.NoError(t, d.stop(t))
 }

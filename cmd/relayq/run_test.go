@@ -3,15 +3,12 @@ package main
 import (
 	"bytes"
 	"context"
-	"encoding/json"
-	"fmt"
 	"io"
 	"net/http"
 	"regexp"
 	"strings"
 	"sync"
 	"testing"
-	"time"
 
 	"github.com/stretchr/testify/require"
 
@@ -82,68 +79,25 @@ func TestBadConfigurationFailsAtStart(t *testing.T) {
 // working curl, and the job it describes gets confirmed.
 func TestDevRunsTheREADMEWalkthrough(t *testing.T) {
 	t.Parallel()
-	port := testenv.FreePort(t)
-	ctx, cancel := context.WithCancel(context.Background())
-	defer cancel()
-	var out, errOut syncBuffer
-	done := make(chan error, 1)
-	go func() {
-		done <- run(ctx, []string{"relayq", "dev"}, envOf(map[string]string{"RELAYQ_LISTEN": fmt.Sprintf("127.0.0.1:%d", port)}), &out, &errOut)
-	}()
-	base := fmt.Sprintf("http://127.0.0.1:%d", port)
-	deadline := time.Now().Add(60 * time.Second)
-	for {
-		res, err := http.Get(base + "/readyz")
-		if err == nil {
-			res.Body.Close()
-			if res.StatusCode == http.StatusOK {
-				break
-			}
-		}
-		select {
-		case err := <-done:
-			t.Fatalf("relayq dev exited: %v\nstdout:\n%s\nstderr:\n%s", err, out.String(), errOut.String())
-		default:
-		}
-		require.True(t, time.Now().Before(deadline), "relayq dev not ready: %s", errOut.String())
-		time.Sleep(50 * time.Millisecond)
-	}
+	d := startDev(t)
+	base := d.base
 	// The banner's curl body is what we send.
-	m := regexp.MustCompile(`-d '(\{[^']*\})'`).FindStringSubmatch(out.String())
-	require.Len(t, m, 2, out.String())
-	require.Contains(t, out.String(), base+"/monitor/")
+	m := regexp.MustCompile(`-d '(\{[^']*\})'`).FindStringSubmatch(d.banner)
+	require.Len(t, m, 2, d.banner)
+	require.Contains(t, d.banner, base+"/monitor/")
 	res, err := http.Post(base+"/v1/jobs", "application/json", strings.NewReader(m[1]))
 	require.NoError(t, err)
 	body, _ := io.ReadAll(res.Body)
 	res.Body.Close()
 	require.Equal(t, http.StatusAccepted, res.StatusCode, string(body))
 	loc := res.Header.Get("Location")
-	for {
-		res, err := http.Get(base + loc)
-		require.NoError(t, err)
-		var j struct {
-			Status string `json:"status"`
-		}
-		require.NoError(t, json.NewDecoder(res.Body).Decode(&j))
-		res.Body.Close()
-		if j.Status == "confirmed" {
-			break
-		}
-		require.NotEqual(t, "failed", j.Status)
-		require.True(t, time.Now().Before(deadline), "job still %s", j.Status)
-		time.Sleep(100 * time.Millisecond)
-	}
+	require.True(t, strings.HasPrefix(loc, "/v1/jobs/"), loc)
+	d.waitConfirmed(t, strings.TrimPrefix(loc, "/v1/jobs/"))
 	// The monitor works on the embedded Redis.
 	res, err = http.Get(base + "/monitor/api/queues")
 	require.NoError(t, err)
 	res.Body.Close()
 	require.Equal(t, http.StatusOK, res.StatusCode)
 
-	cancel()
-	select {
-	case err := <-done:
-		require.NoError(t, err)
-	case <-time.After(30 * time.Second):
-		t.Fatal("relayq dev did not stop after its context ended")
-	}
+	require.NoError(t, d.stop(t))
 }

@@ -23,6 +23,27 @@ type devAPI struct {
 	base    string // http://127.0.0.1:port
 	counter string // the sample contract's address
 	banner  string // what dev printed on stdout
+
+	cancel  context.CancelFunc
+	done    chan error
+	stopped bool
+	err     error // what run returned, once stopped
+}
+
+// stop ends relayq dev (once) and returns what run returned; it fails the
+// test if dev does not stop within 30 s.
+func (d *devAPI) stop(t *testing.T) error {
+	t.Helper()
+	if !d.stopped {
+		d.stopped = true
+		d.cancel()
+		select {
+		case d.err = <-d.done:
+		case <-time.After(30 * time.Second):
+			t.Error("relayq dev did not stop after its context ended")
+		}
+	}
+	return d.err
 }
 
 // startDev runs `relayq dev` until the test ends and waits until it is ready.
@@ -35,15 +56,8 @@ func startDev(t *testing.T) *devAPI {
 	go func() {
 		done <- run(ctx, []string{"relayq", "dev"}, envOf(map[string]string{"RELAYQ_LISTEN": fmt.Sprintf("127.0.0.1:%d", port)}), &out, &errOut)
 	}()
-	t.Cleanup(func() {
-		cancel()
-		select {
-		case <-done:
-		case <-time.After(30 * time.Second):
-			t.Error("relayq dev did not stop")
-		}
-	})
-	d := &devAPI{base: fmt.Sprintf("http://127.0.0.1:%d", port)}
+	d := &devAPI{base: fmt.Sprintf("http://127.0.0.1:%d", port), cancel: cancel, done: done}
+	t.Cleanup(func() { _ = d.stop(t) })
 	deadline := time.Now().Add(60 * time.Second)
 	for {
 		res, err := http.Get(d.base + "/readyz")
@@ -55,6 +69,7 @@ func startDev(t *testing.T) *devAPI {
 		}
 		select {
 		case err := <-done:
+			d.stopped, d.err = true, err
 			t.Fatalf("relayq dev exited: %v\nstderr:\n%s", err, errOut.String())
 		default:
 		}
@@ -66,6 +81,28 @@ func startDev(t *testing.T) *devAPI {
 	require.Len(t, m, 2, d.banner)
 	d.counter = m[1]
 	return d
+}
+
+// waitConfirmed polls GET /v1/jobs/{id} until the job is confirmed; a
+// failed job, or one not confirmed within 60 s, fails the test.
+func (d *devAPI) waitConfirmed(t *testing.T, id string) {
+	t.Helper()
+	deadline := time.Now().Add(60 * time.Second)
+	for {
+		res, err := http.Get(d.base + "/v1/jobs/" + id)
+		require.NoError(t, err)
+		var j struct {
+			Status string `json:"status"`
+		}
+		require.NoError(t, json.NewDecoder(res.Body).Decode(&j))
+		res.Body.Close()
+		if j.Status == "confirmed" {
+			return
+		}
+		require.NotEqual(t, "failed", j.Status)
+		require.True(t, time.Now().Before(deadline), "job still %s", j.Status)
+		time.Sleep(100 * time.Millisecond)
+	}
 }
 
 // cli runs one relayq command against the dev API and returns its stdout,
