@@ -45,16 +45,18 @@ type servedChain struct {
 func startChains(ctx context.Context, cfg config.Config, rdb redis.UniversalClient, m *metrics.Metrics, log *slog.Logger) ([]*servedChain, error) {
 	var out []*servedChain
 	for _, ch := range chainsOf(cfg) {
-		where := "RELAYQ_RPC_URL"
+		// The environment's chain keeps the historical queues and
+		// unlabelled gauges; a file chain has its own, named for it.
+		where, queues, observe, label := "RELAYQ_RPC_URL", tasks.DefaultQueues, m.RPC, ""
 		if ch.Namespaced {
-			where = fmt.Sprintf("chain %s", ch.Name)
+			where, queues, observe, label = "chain "+ch.Name, tasks.ChainQueues(cfg.Prefix, ch.ChainID), m.RPCFor(ch.Name), ch.Name
 		}
 		// Several URLs: reads fail over, broadcasts go to all (txmgr.Multi).
 		node, err := txmgr.DialNode(ctx, ch.RPCURLs, cfg.RPCTimeout, log.With("chain", ch.Name))
 		if err != nil {
 			return out, fmt.Errorf("%s: %w", where, err)
 		}
-		sc := &servedChain{cfg: ch, node: node, prefix: ch.KeyPrefix(cfg.Prefix), queues: tasks.DefaultQueues}
+		sc := &servedChain{cfg: ch, node: node, prefix: ch.KeyPrefix(cfg.Prefix), queues: queues}
 		out = append(out, sc)
 		id, err := node.ChainID(ctx)
 		switch {
@@ -70,23 +72,13 @@ func startChains(ctx context.Context, cfg config.Config, rdb redis.UniversalClie
 		default:
 			return out, fmt.Errorf("%s: the node does not answer: %w", where, err)
 		}
-		if ch.Namespaced {
-			sc.queues = tasks.ChainQueues(cfg.Prefix, ch.ChainID)
-		}
 		if sc.signers, err = loadSigners(ch, sc.chainID); err != nil {
 			return out, fmt.Errorf("%s: %w", where, err)
-		}
-		observe := m.RPC
-		if ch.Namespaced {
-			observe = m.RPCFor(ch.Name) // chain="<name>" on its RPC series
 		}
 		sc.backend = txmgr.Observed(node, observe)
 		gauges := metrics.Cluster{
 			Redis: rdb, Prefix: sc.prefix, ChainID: sc.chainID.Uint64(), Node: sc.backend,
-			Signers: signer.Addresses(sc.signers), Log: log,
-		}
-		if ch.Namespaced {
-			gauges.Chain, gauges.Queues = ch.Name, sc.queues
+			Signers: signer.Addresses(sc.signers), Log: log, Chain: label, Queues: sc.queues,
 		}
 		// The cluster gauges (jobs, queues, signers) are read from Redis and
 		// the node at each scrape; in serve and dev the API's /metrics shows
