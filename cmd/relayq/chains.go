@@ -18,14 +18,14 @@ import (
 	"github.com/relayq/relayq/worker"
 )
 
-// chainsOf is the chains a process serves: the relayq.yaml's, or the one
-// the environment describes (read again here, as relayq dev sets the
-// chain-level fields after FromEnv).
+// chainsOf is the chains a process serves, as FromEnv lists them: the
+// relayq.yaml's, or the one the environment describes (also for a Config
+// built without FromEnv, as Check does).
 func chainsOf(cfg config.Config) []config.Chain {
-	if cfg.ConfigFile != "" {
-		return cfg.Chains
+	if len(cfg.Chains) == 0 {
+		return []config.Chain{cfg.EnvChain()}
 	}
-	return []config.Chain{cfg.EnvChain()}
+	return cfg.Chains
 }
 
 // servedChain is one chain as serve runs it.
