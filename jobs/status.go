@@ -30,7 +30,7 @@ var allowedFrom = map[Status][]Status{
 	Mined:     {Submitted},
 	Confirmed: {Mined},
 	Failed:    {Queued, Submitted, Mined},
-	Cancelled: {Queued, Submitted},
+	Cancelled: {Queued, Submitted, Mined},
 }
 
 // Valid reports whether s is a known status.
