@@ -32,13 +32,22 @@ type Job struct {
 	EffectiveGasPrice string          `json:"effective_gas_price,omitempty"`
 	Error             *Error          `json:"error"`
 	CancelRequested   bool            `json:"cancel_requested,omitempty"`
-	Warning           string          `json:"warning,omitempty"` // e.g. the fee ceiling stops further bumps
-	Metadata          json.RawMessage `json:"metadata,omitempty"`
-	WebhookURL        string          `json:"webhook_url,omitempty"`
-	Webhook           *WebhookState   `json:"webhook,omitempty"` // delivery of the job's webhook events
-	CreatedAt         time.Time       `json:"created_at"`
-	UpdatedAt         time.Time       `json:"updated_at"`
-	History           []Change        `json:"history"`
+	// Abandon is set when relayq gave up on a job that has a signed call
+	// (the node rejected it for good, the signer cannot pay for it): a
+	// 0-value self-send replaces it at the same nonce, and the chain
+	// decides. If the self-send is mined the job fails with this error; if
+	// the call is, the job is confirmed as usual.
+	Abandon *Error `json:"abandon,omitempty"`
+	// ReceiptStatus is the mined transaction's receipt status (1 success,
+	// 0 reverted), known from mined on.
+	ReceiptStatus *uint64         `json:"receipt_status,omitempty"`
+	Warning       string          `json:"warning,omitempty"` // e.g. the fee ceiling stops further bumps
+	Metadata      json.RawMessage `json:"metadata,omitempty"`
+	WebhookURL    string          `json:"webhook_url,omitempty"`
+	Webhook       *WebhookState   `json:"webhook,omitempty"` // delivery of the job's webhook events
+	CreatedAt     time.Time       `json:"created_at"`
+	UpdatedAt     time.Time       `json:"updated_at"`
+	History       []Change        `json:"history"`
 
 	// Raw is the signed transaction (0x hex) persisted before broadcast:
 	// the write-ahead record that a retry re-broadcasts.
@@ -111,4 +120,6 @@ const (
 	ErrCodeRejected           = "rejected_by_node"
 	ErrCodeRetriesExhausted   = "retries_exhausted"
 	ErrCodeInvalid            = "invalid_job"
+	ErrCodeInsufficientFunds  = "insufficient_funds"
+	ErrCodeNonceUsed          = "nonce_used_elsewhere"
 )

@@ -258,7 +258,7 @@ func decode(h map[string]string, hist, att []string) (*Job, error) {
 		return &v
 	}
 	j.ChainID, j.GasLimit, j.Gas, j.Confirmations = u("chain_id"), u("gas_limit"), u("gas"), u("confirmations")
-	j.Nonce, j.BlockNumber, j.GasUsed = opt("nonce"), opt("block_number"), opt("gas_used")
+	j.Nonce, j.BlockNumber, j.GasUsed, j.ReceiptStatus = opt("nonce"), opt("block_number"), opt("gas_used"), opt("receipt_status")
 	if numErr != nil {
 		return nil, numErr
 	}
@@ -266,6 +266,12 @@ func decode(h map[string]string, hist, att []string) (*Job, error) {
 		j.Error = &Error{}
 		if err2 := json.Unmarshal([]byte(e), j.Error); err2 != nil {
 			return nil, fmt.Errorf("field error: %w", err2)
+		}
+	}
+	if e := h["abandon"]; e != "" {
+		j.Abandon = &Error{}
+		if err2 := json.Unmarshal([]byte(e), j.Abandon); err2 != nil {
+			return nil, fmt.Errorf("field abandon: %w", err2)
 		}
 	}
 	if w := h["webhook"]; w != "" {

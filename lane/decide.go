@@ -47,7 +47,10 @@ func (d *decider) job(j Job) {
 	case jobs.Submitted:
 		if r, a, ok := j.receipt(d.obs.Receipts); ok {
 			d.add(MarkMined{ID: j.ID, Receipt: r, Kind: a.Kind})
-			// Decided on a later tick, once the receipt's block is deep.
+			// Decided once the receipt's block is deep: now, if it already
+			// is (a chain that mines only on demand may not move again).
+			j.Status, j.Mined = jobs.Mined, &r
+			d.mined(j, used)
 			return
 		}
 		if used {
@@ -263,11 +266,23 @@ func (d *decider) watch(j Job) {
 	if last == nil {
 		return
 	}
-	if d.obs.Head >= last.SentBlock+d.cfg.StuckBlocks {
+	stuck := d.obs.Head >= last.SentBlock+d.cfg.StuckBlocks
+	known, asked := d.obs.Known[last.Hash]
+	if stuck && !(asked && !known && !d.underpriced(*last)) {
+		// Stuck in the pool, or refused by it since the base fee rose past
+		// its fee cap: either way it needs a new price.
 		d.bump(j, *last)
 		return
 	}
-	d.recheck(j)
+	d.recheck(j) // dropped at a price that still holds: the same bytes again
+}
+
+// underpriced reports whether an attempt's fee cap is below this tick's
+// suggestion: a pool may refuse it whatever happens, so sending the same
+// bytes again will not do.
+func (d *decider) underpriced(a Attempt) bool {
+	f, ok := d.current()
+	return ok && a.Fees.FeeCap.Cmp(f.FeeCap) < 0
 }
 
 // recheck re-broadcasts the job's pending transaction if the node, asked

@@ -357,7 +357,10 @@ func PlanReads(js []Job, memo *Memo, cfg Config, head, latest uint64) Plan {
 			}
 		}
 		if j.Nonce >= latest {
-			if a := j.lastAt(j.Nonce); a != nil && head >= lastSeen(memo, j)+cfg.RebroadcastBlocks && pendingTx(j) {
+			// Due for a check every RebroadcastBlocks, and when stuck: a
+			// dropped transaction is sent again before it is re-priced.
+			if a := j.lastAt(j.Nonce); a != nil && pendingTx(j) &&
+				(head >= lastSeen(memo, j)+cfg.RebroadcastBlocks || head >= a.SentBlock+cfg.StuckBlocks) {
 				p.Known = append(p.Known, a.Hash)
 			}
 		}

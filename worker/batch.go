@@ -186,7 +186,7 @@ func (w *Worker) sendBatch(ctx context.Context, a *Account, batch []*sendReq) {
 	errs := txmgr.SendAll(ctx, w.cfg.Backend, txs)
 	w.crashPoint("after_broadcast")
 	for i, s := range sent {
-		err := w.broadcastResult(ctx, a, s.r.j.ID, s.tx, errs[i])
+		err := w.broadcastResult(ctx, a, s.r.j.ID, s.tx, errs[i], true)
 		if err == nil {
 			w.log.Info("broadcast", "job_id", s.r.j.ID, "task_id", s.r.taskID, "nonce", s.tx.Nonce(), "tx_hash", s.tx.Hash().Hex())
 			w.cfg.Metrics.Stage(metrics.StageBroadcast, s.r.j.CreatedAt) // the first broadcast only

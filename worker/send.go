@@ -162,43 +162,74 @@ func (w *Worker) rebroadcast(ctx context.Context, j *jobs.Job) error {
 		return fmt.Errorf("rebroadcast %s: %w", j.ID, err)
 	}
 	w.cfg.Metrics.Rebroadcast(metrics.RebroadcastRetry)
-	return w.broadcast(ctx, a, j.ID, tx)
+	return w.broadcast(ctx, a, j.ID, tx, firstCall(j, tx))
 }
 
 // broadcast sends a persisted transaction and decides from the node's answer
-// what happens next.
-func (w *Worker) broadcast(ctx context.Context, a *Account, id string, tx *types.Transaction) error {
-	return w.broadcastResult(ctx, a, id, tx, w.cfg.Backend.SendTransaction(ctx, tx))
+// what happens next. first says whether tx is the job's first signed call
+// at its nonce.
+func (w *Worker) broadcast(ctx context.Context, a *Account, id string, tx *types.Transaction, first bool) error {
+	return w.broadcastResult(ctx, a, id, tx, w.cfg.Backend.SendTransaction(ctx, tx), first)
 }
 
 // broadcastResult decides from the node's answer err to a broadcast of tx
-// what happens next.
-func (w *Worker) broadcastResult(ctx context.Context, a *Account, id string, tx *types.Transaction, err error) error {
+// what happens next. No answer decides the job's verdict (DESIGN.md,
+// invariant 8): another endpoint may have taken the transaction that this
+// one refused, so a job refused for good is given up — a no-op replaces it
+// at its nonce and the chain decides which of the two counts — and a
+// refused replacement only warns.
+func (w *Worker) broadcastResult(ctx context.Context, a *Account, id string, tx *types.Transaction, err error, first bool) error {
 	log := w.log.With("job_id", id, "tx_hash", tx.Hash().Hex(), "nonce", tx.Nonce())
 	switch c := txmgr.Classify(err); c {
 	case txmgr.ClassNone, txmgr.ClassAlreadyKnown:
-		a.pause(ctx, "")
 		return nil
 	case txmgr.ClassNonceTooLow:
 		// Either one of this job's own hashes was mined (a retry whose first
 		// answer was lost) or another sender used the nonce. Receipts can
-		// lag, so deciding now could execute the job twice: the tracker
-		// decides after watching a few blocks.
+		// lag: the tracker decides from the block that holds the nonce.
 		log.Info("nonce already used on chain; the tracker will resolve it", "err", err)
 		return nil
 	case txmgr.ClassPaused:
-		log.Warn("signer cannot pay; job waits", "err", err)
-		a.pause(ctx, err.Error())
-		return &PausedError{Err: err}
+		// The signer cannot pay for this transaction now. Whether that is
+		// this job's problem (its value) or the signer's (it cannot pay for
+		// a no-op) the tracker decides from the balance; the job's bytes are
+		// persisted and it re-broadcasts them.
+		log.Warn("node says the signer cannot pay for this transaction; the tracker decides", "err", err)
+		return nil
 	case txmgr.ClassPermanent:
-		log.Error("node rejected the transaction for good", "err", err)
-		jerr := w.revertError(jobs.ErrCodeRejected, err)
-		ferr := w.store.TransitionIf(ctx, id, jobs.Submitted, jobs.Failed, "rejected by node", jobs.Fields{"error", jobs.ErrorField(jerr)}, nil)
-		w.cfg.Metrics.Finished(jobs.Failed, -1, ferr) // attempts not known here
-		return errors.Join(fmt.Errorf("broadcast %s: %w: %w", id, err, asynq.SkipRetry), ferr)
+		if !first {
+			log.Warn("node refused a replacement for good; the job keeps its earlier transaction", "err", err)
+			return w.store.Update(ctx, id, jobs.Submitted, jobs.Fields{"warning", "replacement refused by the node: " + err.Error()}, nil)
+		}
+		log.Error("node rejected the transaction for good; a no-op will replace it and the chain decides", "err", err)
+		return w.giveUp(ctx, id, w.revertError(jobs.ErrCodeRejected, err))
 	default:
 		return fmt.Errorf("broadcast %s (%s): %w", id, c, err)
 	}
+}
+
+// giveUp records that relayq gave up on a submitted job: the tracker
+// replaces its call with a no-op at the same nonce, and the job fails with
+// jerr only if the no-op is mined.
+func (w *Worker) giveUp(ctx context.Context, id string, jerr jobs.Error) error {
+	err := w.store.Update(ctx, id, jobs.Submitted, jobs.Fields{"abandon", jobs.ErrorField(jerr)}, nil)
+	var bad *jobs.BadTransitionError
+	if errors.As(err, &bad) {
+		return nil // it moved on (mined meanwhile): the chain has decided already
+	}
+	return err
+}
+
+// firstCall reports whether tx is the only call the job signed at its
+// nonce (not a fee bump, re-sign or no-op).
+func firstCall(j *jobs.Job, tx *types.Transaction) bool {
+	calls := 0
+	for _, at := range j.Attempts {
+		if at.Nonce == tx.Nonce() && at.Kind != jobs.KindCancel && at.Kind != jobs.KindGapFill {
+			calls++
+		}
+	}
+	return calls <= 1 && common.HexToHash(j.TxHash) == tx.Hash() && lastAttempt(j) != nil && lastAttempt(j).Hash == tx.Hash().Hex()
 }
 
 // jobCall turns a job record into the call to sign.

@@ -9,12 +9,12 @@ import (
 	"sync"
 	"time"
 
-	"github.com/ethereum/go-ethereum"
 	"github.com/ethereum/go-ethereum/common"
 	"github.com/ethereum/go-ethereum/common/hexutil"
 	"github.com/ethereum/go-ethereum/core/types"
 
 	"github.com/relayq/relayq/jobs"
+	"github.com/relayq/relayq/lane"
 	"github.com/relayq/relayq/metrics"
 	"github.com/relayq/relayq/nonce"
 	"github.com/relayq/relayq/txmgr"
@@ -27,21 +27,18 @@ const trackBatch = 2000
 // before the tracker asks the node whether it still has it.
 const rebroadcastBlocks = 2
 
-// Tracker follows one signer's transactions block by block. Instead of
-// polling a receipt per job, it reads the signer's latest nonce once per
-// block and fetches receipts (in one batch) only for jobs whose nonce is now
-// below it: only those can have been mined. Jobs above it are pending: the
-// tracker re-broadcasts those the node dropped, replaces stuck ones with
-// higher fees, sends cancellations, and fills nonces that a failed or
-// cancelled job bound but will never use.
+// Tracker follows one signer's transactions block by block. Each tick it
+// observes the chain (head, the signer's nonce and balance, receipts of the
+// jobs whose nonce is now used, the blocks holding disputed nonces), hands
+// the lane's jobs and that observation to the decision core (package
+// lane), and carries out the actions it returns. The rules live in lane,
+// where they are tested without I/O; this file only reads and writes.
 type Tracker struct {
 	w        *Worker
 	a        *Account
 	lease    *Lease
 	lastHead common.Hash
-	checked  map[string]uint64 // job id → head when its pending tx was last checked or sent
-	missing  map[string]uint64 // job id → head when its nonce was first seen used without a receipt of ours
-	orphans  map[string]uint64 // job id → head when it was first seen queued while holding a nonce
+	memo     *lane.Memo
 
 	scanned         uint64 // the last block whose receipts were read whole (scanBlocks)
 	noBlockReceipts bool   // the node does not serve eth_getBlockReceipts
@@ -51,10 +48,8 @@ type Tracker struct {
 func NewTracker(w *Worker, a *Account) *Tracker {
 	return &Tracker{
 		w: w, a: a,
-		lease:   NewLease(w.cfg.Redis, a.Nonces.KeyTag()+"tracker", 5*w.cfg.PollInterval+2*time.Second),
-		checked: map[string]uint64{},
-		missing: map[string]uint64{},
-		orphans: map[string]uint64{},
+		lease: NewLease(w.cfg.Redis, a.Nonces.KeyTag()+"tracker", 5*w.cfg.PollInterval+2*time.Second),
+		memo:  lane.NewMemo(),
 	}
 }
 
@@ -89,15 +84,30 @@ func (t *Tracker) Run(stop, work context.Context) {
 	}
 }
 
-// tracked is one in-flight job with the nonce the allocator binds it to.
-type tracked struct {
-	job   *jobs.Job
-	nonce uint64
+// laneConfig is the core's view of the worker's settings.
+func (w *Worker) laneConfig() lane.Config {
+	return lane.Config{
+		StuckBlocks:       w.cfg.StuckBlocks,
+		RebroadcastBlocks: rebroadcastBlocks,
+		ForeignDepth:      foreignDepth,
+		BumpPercent:       w.cfg.BumpPercent,
+		MaxFeePerGas:      w.cfg.MaxFeePerGas,
+	}
 }
+
+// foreignDepth is the least depth of a block holding someone else's
+// transaction at a job's nonce before the job is re-signed (its
+// confirmations count when larger).
+const foreignDepth = 2
+
+// maxDisputes bounds the disputed nonces one tick looks up (each costs a
+// few calls).
+const maxDisputes = 8
 
 // Tick does one round of tracking if the chain has a new head.
 func (t *Tracker) Tick(ctx context.Context) error {
 	b := t.w.cfg.Backend
+	addr := t.a.Signer.Address()
 	head, err := b.HeaderByNumber(ctx, nil)
 	if err != nil {
 		return err
@@ -105,7 +115,7 @@ func (t *Tracker) Tick(ctx context.Context) error {
 	if head.Hash() == t.lastHead {
 		return nil
 	}
-	latest, err := b.NonceAt(ctx, t.a.Signer.Address(), nil)
+	latest, err := b.NonceAt(ctx, addr, nil)
 	if err != nil {
 		return err
 	}
@@ -124,40 +134,23 @@ func (t *Tracker) Tick(ctx context.Context) error {
 	if err != nil {
 		return err
 	}
-	var used, pending []tracked
 	var errs []error
+	records := make(map[string]*jobs.Job, len(js))
+	lj := make([]lane.Job, 0, len(js))
 	for i, j := range js {
-		switch {
-		case j == nil: // a record deleted by hand: nothing to track
+		if j == nil { // a record deleted by hand: nothing to track
 			errs = append(errs, t.a.Nonces.Release(ctx, ids[i]))
-		case inflight[i].Nonce < latest:
-			used = append(used, tracked{j, inflight[i].Nonce})
-		default:
-			pending = append(pending, tracked{j, inflight[i].Nonce})
+			continue
 		}
+		records[j.ID] = j
+		lj = append(lj, laneJob(j, inflight[i].Nonce))
 	}
-	errs = append(errs, t.trackUsed(ctx, head, used))
-	errs = append(errs, t.trackPending(ctx, head.Number.Uint64(), pending))
-	// Forget jobs that are no longer in flight.
-	live := make(map[string]bool, len(ids))
-	for _, id := range ids {
-		live[id] = true
+	obs, full, err := t.observe(ctx, head, latest, lj)
+	if err != nil {
+		return errors.Join(append(errs, err)...)
 	}
-	for id := range t.checked {
-		if !live[id] {
-			delete(t.checked, id)
-		}
-	}
-	for id := range t.missing {
-		if !live[id] {
-			delete(t.missing, id)
-		}
-	}
-	for id := range t.orphans {
-		if !live[id] {
-			delete(t.orphans, id)
-		}
-	}
+	acts := lane.Decide(lj, obs, t.memo, t.w.laneConfig())
+	errs = append(errs, t.act(ctx, head.Number.Uint64(), records, full, acts))
 	if err := errors.Join(errs...); err != nil {
 		return err
 	}
@@ -165,66 +158,107 @@ func (t *Tracker) Tick(ctx context.Context) error {
 	return nil
 }
 
-// trackUsed handles jobs whose nonce the chain has used: find which of their
-// transactions was mined, confirm it, or notice that none of them was.
-func (t *Tracker) trackUsed(ctx context.Context, head *types.Header, used []tracked) error {
-	var hashes []common.Hash
-	for _, u := range used {
-		if u.job.Status == jobs.Submitted {
-			for _, at := range u.job.Attempts {
-				hashes = append(hashes, common.HexToHash(at.Hash))
+// observe reads what the core needs this tick. Reads that fail are left
+// out, and the core waits for them; only the receipts are required.
+func (t *Tracker) observe(ctx context.Context, head *types.Header, latest uint64, lj []lane.Job) (lane.Observation, map[common.Hash]*types.Receipt, error) {
+	b := t.w.cfg.Backend
+	addr := t.a.Signer.Address()
+	hn := head.Number.Uint64()
+	obs := lane.Observation{
+		Head: hn, Latest: latest,
+		Receipts: map[common.Hash]lane.Receipt{}, Canon: map[uint64]common.Hash{hn: head.Hash()},
+		Known: map[common.Hash]bool{}, Holders: map[uint64]lane.Holder{},
+	}
+	if bal, err := b.BalanceAt(ctx, addr, nil); err == nil {
+		obs.Balance = bal
+	}
+	if fees, err := t.w.fees.Fees(ctx); err == nil {
+		obs.Fees = fees
+	}
+	plan := lane.PlanReads(lj, t.memo, t.w.laneConfig(), hn, latest)
+	full, err := t.receipts(ctx, hn, plan.Receipts)
+	if err != nil {
+		return obs, nil, err
+	}
+	for h, r := range full {
+		obs.Receipts[h] = lane.Receipt{TxHash: h, Block: r.BlockNumber.Uint64(), BlockHash: r.BlockHash, Success: r.Status == types.ReceiptStatusSuccessful}
+	}
+	for _, n := range plan.Canon {
+		if _, ok := obs.Canon[n]; ok || n > hn {
+			continue
+		}
+		if hd, err := b.HeaderByNumber(ctx, new(big.Int).SetUint64(n)); err == nil {
+			obs.Canon[n] = hd.Hash()
+		}
+	}
+	if len(plan.Known) > 0 {
+		if known, err := b.TransactionsKnown(ctx, plan.Known); err == nil {
+			for i, h := range plan.Known {
+				obs.Known[h] = known[i]
 			}
 		}
 	}
+	disputed := lane.Disputed(lj, latest, obs.Receipts)
+	for _, n := range disputed[:min(len(disputed), maxDisputes)] {
+		h, ok, err := txmgr.NonceHolder(ctx, b, t.w.chainID, addr, n, hn)
+		if err != nil {
+			t.w.log.Debug("nonce holder", "signer", addr.Hex(), "nonce", n, "err", err)
+			continue
+		}
+		if ok {
+			obs.Holders[n] = lane.Holder{TxHash: h.TxHash, Block: h.Block, BlockHash: h.BlockHash}
+			if hd, err := b.HeaderByNumber(ctx, new(big.Int).SetUint64(h.Block)); err == nil {
+				obs.Canon[h.Block] = hd.Hash()
+			}
+		}
+	}
+	return obs, full, nil
+}
+
+// receipts looks up the receipts of hashes: whole blocks' receipts when
+// there are many, one lookup per transaction for the rest.
+func (t *Tracker) receipts(ctx context.Context, head uint64, hashes []common.Hash) (map[common.Hash]*types.Receipt, error) {
 	receipts := map[common.Hash]*types.Receipt{}
 	missing := hashes
 	if len(hashes) >= blockReceiptsMin {
-		missing = t.scanBlocks(ctx, head.Number.Uint64(), hashes, receipts)
+		missing = t.scanBlocks(ctx, head, hashes, receipts)
 	}
 	if len(missing) > 0 {
 		rs, err := t.w.cfg.Backend.TransactionReceipts(ctx, missing)
 		if err != nil {
-			return err
+			return nil, err
 		}
 		for i, r := range rs {
-			if r != nil {
+			if r != nil && r.BlockNumber != nil {
 				receipts[missing[i]] = r
 			}
 		}
 	}
-	canon := &canonCache{m: map[uint64]common.Hash{head.Number.Uint64(): head.Hash()}}
-	// A job that a receipt or its own status settles depends on no other:
-	// those run concurrently (a block can hold thousands of ours, each a
-	// few Redis round trips). The rest, nonces used with none of our hashes
-	// mined, are decided one by one.
-	var (
-		mu      sync.Mutex
-		errs    []error
-		settled []string
-		wg      sync.WaitGroup
-		sem     = make(chan struct{}, trackParallel)
-	)
-	for _, u := range used {
-		if u.job.Status == jobs.Submitted && !hasReceipt(u.job, receipts) {
-			errs = append(errs, t.foreign(ctx, head.Number.Uint64(), u))
-			continue
+	return receipts, nil
+}
+
+// laneJob is the core's view of a job record bound to nonce n.
+func laneJob(j *jobs.Job, n uint64) lane.Job {
+	lj := lane.Job{
+		ID: j.ID, Status: j.Status, Nonce: n, Signed: j.Nonce, Confirmations: j.Confirmations,
+		CancelRequested: j.CancelRequested, Warning: j.Warning, Value: parseBig(j.Value),
+	}
+	if j.Abandon != nil {
+		lj.Abandon = j.Abandon.Code
+	}
+	for _, a := range j.Attempts {
+		lj.Attempts = append(lj.Attempts, lane.Attempt{
+			Hash: common.HexToHash(a.Hash), Nonce: a.Nonce, Kind: a.Kind, Gas: a.Gas,
+			Fees: attemptFees(a), SentBlock: a.SentBlock,
+		})
+	}
+	if j.Status == jobs.Mined && j.BlockNumber != nil {
+		lj.Mined = &lane.Receipt{
+			TxHash: common.HexToHash(j.TxHash), Block: *j.BlockNumber, BlockHash: common.HexToHash(j.BlockHash),
+			Success: j.ReceiptStatus == nil || *j.ReceiptStatus == types.ReceiptStatusSuccessful,
 		}
-		wg.Add(1)
-		sem <- struct{}{}
-		go func() {
-			defer func() { <-sem; wg.Done() }()
-			err := t.settle(ctx, u.job, head, receipts, canon)
-			mu.Lock()
-			errs = append(errs, err)
-			settled = append(settled, u.job.ID)
-			mu.Unlock()
-		}()
 	}
-	wg.Wait()
-	for _, id := range settled {
-		delete(t.missing, id)
-	}
-	return errors.Join(errs...)
+	return lj
 }
 
 // blockReceiptsMin is how many of our transactions a tick must look for
@@ -285,76 +319,94 @@ func (t *Tracker) scanBlocks(ctx context.Context, head uint64, hashes []common.H
 // trackParallel bounds the jobs one tracker settles at once.
 const trackParallel = 16
 
-// settle moves a job whose nonce the chain has used and whose fate is known
-// (a receipt of one of its hashes, or its status) forward: mined, confirmed,
-// or its nonce released. A queued job whose bound nonce is used was never
-// signed: its send task will sign at that nonce, be told "nonce too low",
-// and come back here as submitted.
-func (t *Tracker) settle(ctx context.Context, j *jobs.Job, head *types.Header, receipts map[common.Hash]*types.Receipt, canon *canonCache) error {
-	switch j.Status {
-	case jobs.Submitted:
-		if _, err := t.mined(ctx, j, receipts); err != nil {
-			return err
+// act carries out the core's actions. Actions that only write a job's own
+// record (mined, stepped back, final, released, warned) run concurrently
+// across jobs, in order within one job: a block can hold thousands of ours.
+// Actions that sign or send run one after another in the core's (nonce)
+// order, so broadcasts leave in nonce order.
+func (t *Tracker) act(ctx context.Context, head uint64, records map[string]*jobs.Job, receipts map[common.Hash]*types.Receipt, acts []lane.Action) error {
+	var (
+		mu   sync.Mutex
+		errs []error
+		wg   sync.WaitGroup
+		sem  = make(chan struct{}, trackParallel)
+	)
+	perJob := map[string][]lane.Action{}
+	var order []string
+	var sends []lane.Action
+	for _, a := range acts {
+		id := ""
+		switch a := a.(type) {
+		case lane.MarkMined:
+			id = a.ID
+		case lane.StepBack:
+			id = a.ID
+		case lane.Finalize:
+			id = a.ID
+		case lane.Release:
+			id = a.ID
+		case lane.Warn:
+			id = a.ID
+		default:
+			sends = append(sends, a)
+			continue
 		}
-		if j.Status == jobs.Mined {
-			return t.confirm(ctx, j, head, canon)
+		if len(perJob[id]) == 0 {
+			order = append(order, id)
 		}
-	case jobs.Mined:
-		return t.confirm(ctx, j, head, canon)
-	case jobs.Confirmed, jobs.Failed, jobs.Cancelled:
-		// Its nonce is used (by its tx, a cancellation or a gap fill).
+		perJob[id] = append(perJob[id], a)
+	}
+	for _, id := range order {
+		wg.Add(1)
+		sem <- struct{}{}
+		go func() {
+			defer func() { <-sem; wg.Done() }()
+			for _, a := range perJob[id] {
+				if err := t.record(ctx, records[id], receipts, a); err != nil {
+					mu.Lock()
+					errs = append(errs, err)
+					mu.Unlock()
+					return // the next tick decides again from what was written
+				}
+			}
+		}()
+	}
+	wg.Wait()
+	failed := map[string]bool{}
+	for _, a := range sends {
+		if err := t.sendAction(ctx, head, records, a, failed); err != nil {
+			errs = append(errs, err)
+		}
+	}
+	return errors.Join(errs...)
+}
+
+// record carries out an action that writes only j's record.
+func (t *Tracker) record(ctx context.Context, j *jobs.Job, receipts map[common.Hash]*types.Receipt, a lane.Action) error {
+	switch a := a.(type) {
+	case lane.MarkMined:
+		return t.markMined(ctx, j, receipts[a.Receipt.TxHash], a)
+	case lane.StepBack:
+		t.w.log.Warn("reorg: block of mined job left the canonical chain", "job_id", j.ID, "block_hash", a.BlockHash.Hex())
+		err := t.w.store.TransitionIf(ctx, j.ID, jobs.Mined, jobs.Submitted, "reorg: block "+a.BlockHash.Hex()+" no longer canonical",
+			jobs.Fields{"block_number", "", "block_hash", "", "gas_used", "", "effective_gas_price", "", "receipt_status", ""}, nil)
+		j.Status = jobs.Submitted
+		return err
+	case lane.Finalize:
+		return t.finalize(ctx, j, a)
+	case lane.Release:
 		return t.a.Nonces.Release(ctx, j.ID)
+	case lane.Warn:
+		return t.w.store.Update(ctx, j.ID, j.Status, jobs.Fields{"warning", a.Warning}, nil)
 	}
 	return nil
 }
 
-func hasReceipt(j *jobs.Job, receipts map[common.Hash]*types.Receipt) bool {
-	for _, at := range j.Attempts {
-		if receipts[common.HexToHash(at.Hash)] != nil {
-			return true
-		}
-	}
-	return false
-}
-
-// canonCache holds the canonical block hashes one tick has looked up.
-type canonCache struct {
-	mu sync.Mutex
-	m  map[uint64]common.Hash
-}
-
-func (c *canonCache) hash(ctx context.Context, b txmgr.Backend, n uint64) (common.Hash, error) {
-	c.mu.Lock()
-	h, ok := c.m[n]
-	c.mu.Unlock()
-	if ok {
-		return h, nil
-	}
-	hd, err := b.HeaderByNumber(ctx, new(big.Int).SetUint64(n))
-	if err != nil {
-		return common.Hash{}, err
-	}
-	c.mu.Lock()
-	c.m[n] = hd.Hash()
-	c.mu.Unlock()
-	return hd.Hash(), nil
-}
-
-// mined moves a submitted job whose transaction (any of its attempts) has a
-// receipt to mined (or cancelled, when its cancellation won), or to failed
-// when it reverted. j is updated in place. found is false when no attempt
-// has a receipt.
-func (t *Tracker) mined(ctx context.Context, j *jobs.Job, receipts map[common.Hash]*types.Receipt) (found bool, err error) {
-	var r *types.Receipt
-	var won jobs.Attempt
-	for _, at := range j.Attempts {
-		if rr := receipts[common.HexToHash(at.Hash)]; rr != nil {
-			r, won = rr, at
-			break
-		}
-	}
+// markMined records the receipt that moved a job to mined. Nothing is
+// final: the verdict waits until the block is deep (finalize).
+func (t *Tracker) markMined(ctx context.Context, j *jobs.Job, r *types.Receipt, a lane.MarkMined) error {
 	if r == nil {
-		return false, nil
+		return nil
 	}
 	fields := jobs.Fields{
 		"tx_hash", r.TxHash.Hex(),
@@ -362,287 +414,143 @@ func (t *Tracker) mined(ctx context.Context, j *jobs.Job, receipts map[common.Ha
 		"block_hash", r.BlockHash.Hex(),
 		"gas_used", r.GasUsed,
 		"effective_gas_price", bigString(r.EffectiveGasPrice),
+		"receipt_status", r.Status,
 	}
-	if won.Kind == jobs.KindCancel {
-		if err := t.w.store.TransitionIf(ctx, j.ID, jobs.Submitted, jobs.Cancelled, "cancellation mined", fields, nil); err != nil {
-			return true, err
-		}
-		j.Status = jobs.Cancelled
-		t.w.cfg.Metrics.Finished(jobs.Cancelled, len(j.Attempts), nil)
-		return true, t.a.Nonces.Release(ctx, j.ID)
+	note := ""
+	switch {
+	case a.Kind == jobs.KindCancel:
+		note = "cancellation mined"
+	case a.Kind == jobs.KindGapFill:
+		note = "no-op in its place mined"
+	case r.Status != types.ReceiptStatusSuccessful:
+		note = "reverted on chain"
 	}
-	if r.Status == types.ReceiptStatusSuccessful {
-		if err := t.w.store.TransitionIf(ctx, j.ID, jobs.Submitted, jobs.Mined, "", fields, nil); err != nil {
-			return true, err
-		}
-		j.Status, j.BlockHash = jobs.Mined, r.BlockHash.Hex()
-		bn := r.BlockNumber.Uint64()
-		j.BlockNumber = &bn
-		t.w.cfg.Metrics.Stage(metrics.StageMined, j.CreatedAt)
-		t.w.log.Info("mined", "job_id", j.ID, "nonce", won.Nonce, "tx_hash", r.TxHash.Hex(), "block", bn)
-		return true, nil
+	if err := t.w.store.TransitionIf(ctx, j.ID, jobs.Submitted, jobs.Mined, note, fields, nil); err != nil {
+		return err
 	}
-	jerr := jobs.Error{Code: jobs.ErrCodeRevertedOnChain, Message: "transaction reverted on chain"}
-	if tx, err := txmgr.RawTx(j.Raw); err == nil {
-		data, cerr := txmgr.ReplayRevert(ctx, t.w.cfg.Backend, tx, t.a.Signer.Address(), r.BlockNumber)
-		if len(data) > 0 {
-			jerr = t.w.revertErrorAt(ctx, jobs.ErrCodeRevertedOnChain, cerr, j.To)
-			jerr.Message = "transaction reverted on chain: " + jerr.Message
-		} else if cerr != nil {
-			jerr.Message += ": " + cerr.Error()
-		}
-	}
-	fields = append(fields, "error", jobs.ErrorField(jerr))
-	if err := t.w.store.TransitionIf(ctx, j.ID, jobs.Submitted, jobs.Failed, "reverted on chain", fields, nil); err != nil {
-		return true, err
-	}
-	j.Status = jobs.Failed
-	t.w.cfg.Metrics.Finished(jobs.Failed, len(j.Attempts), nil)
-	return true, t.a.Nonces.Release(ctx, j.ID)
+	j.Status = jobs.Mined
+	t.w.cfg.Metrics.Stage(metrics.StageMined, j.CreatedAt)
+	t.w.log.Info("mined", "job_id", j.ID, "kind", a.Kind, "tx_hash", r.TxHash.Hex(), "block", r.BlockNumber.Uint64(), "status", r.Status)
+	return nil
 }
 
-// foreign handles a submitted job whose nonce the chain has used while none
-// of its hashes has a receipt. After ForeignAfterBlocks blocks (receipts can
-// lag) relayq concludes that another sender used the nonce: the job never
-// executed, so it gets a fresh nonce and a new signature.
-func (t *Tracker) foreign(ctx context.Context, head uint64, u tracked) error {
-	first, seen := t.missing[u.job.ID]
-	if !seen {
-		t.missing[u.job.ID] = head
-		return nil
-	}
-	if head-first < t.w.cfg.ForeignAfterBlocks {
-		return nil
-	}
-	// Before concluding, ask for the transactions themselves: a node whose
-	// receipts lag still knows a tx it mined. Only when none of the job's
-	// hashes is known anywhere is the nonce someone else's.
-	hashes := make([]common.Hash, len(u.job.Attempts))
-	for i, a := range u.job.Attempts {
-		hashes[i] = common.HexToHash(a.Hash)
-	}
-	known, err := t.w.cfg.Backend.TransactionsKnown(ctx, hashes)
-	if err != nil {
-		return err
-	}
-	for _, k := range known {
-		if k {
-			t.missing[u.job.ID] = head // ours after all; look again later
-			return nil
-		}
-	}
-	log := t.w.log.With("job_id", u.job.ID, "nonce", u.nonce)
-	log.Warn("nonce used by a transaction that is not relayq's; giving the job a new nonce")
-	if err := t.w.reconcile(ctx, t.a); err != nil {
-		return err
-	}
-	n, err := t.a.Nonces.Rebind(ctx, u.job.ID, u.nonce)
-	if errors.Is(err, nonce.ErrNotBound) {
-		return nil // rebound meanwhile
-	}
-	if err != nil {
-		return err
-	}
-	delete(t.missing, u.job.ID)
-	return t.resign(ctx, u.job, n)
-}
-
-// resign signs a job's call at nonce n (after a rebind), persists it, then
-// broadcasts it.
-func (t *Tracker) resign(ctx context.Context, j *jobs.Job, n uint64) error {
-	call, err := jobCall(j, t.a.Signer.Address())
-	if err != nil {
-		return err
-	}
-	fees, err := t.w.fees.Fees(ctx)
-	if err != nil {
-		return err
-	}
-	return t.replace(ctx, j, n, j.Gas, fees, call, jobs.KindResign)
-}
-
-// trackPending handles jobs whose nonce the chain has not used yet.
-func (t *Tracker) trackPending(ctx context.Context, head uint64, pending []tracked) error {
-	var check []tracked
-	var errs []error
-	for _, p := range pending {
-		j := p.job
-		switch j.Status {
-		case jobs.Submitted:
-			if j.Nonce != nil && *j.Nonce != p.nonce {
-				// A rebind was stored in the allocator but the process died
-				// before the job's new transaction was: finish it.
-				errs = append(errs, t.resign(ctx, j, p.nonce))
-				continue
+// finalize gives a job its verdict, now that the chain has decided.
+func (t *Tracker) finalize(ctx context.Context, j *jobs.Job, f lane.Finalize) error {
+	from := j.Status
+	var fields jobs.Fields
+	note := ""
+	switch {
+	case f.To == jobs.Failed && f.Code == lane.CodeReverted:
+		jerr := jobs.Error{Code: jobs.ErrCodeRevertedOnChain, Message: "transaction reverted on chain"}
+		if tx, err := txmgr.RawTx(j.Raw); err == nil && j.BlockNumber != nil && tx.Hash() == common.HexToHash(j.TxHash) {
+			data, cerr := txmgr.ReplayRevert(ctx, t.w.cfg.Backend, tx, t.a.Signer.Address(), new(big.Int).SetUint64(*j.BlockNumber))
+			if len(data) > 0 {
+				jerr = t.w.revertErrorAt(ctx, jobs.ErrCodeRevertedOnChain, cerr, j.To)
+				jerr.Message = "transaction reverted on chain: " + jerr.Message
 			}
-			if j.CancelRequested && lastKind(j) != jobs.KindCancel {
-				errs = append(errs, t.cancel(ctx, j, p.nonce))
-				continue
-			}
-		case jobs.Failed, jobs.Cancelled:
-			if !hasNoopAt(j, p.nonce) {
-				errs = append(errs, t.fillGap(ctx, j, p.nonce))
-				continue
-			}
-		case jobs.Mined:
-			// Its nonce is unused again: the block that held it was
-			// reorganised away.
-			errs = append(errs, t.unmine(ctx, j))
-			continue
-		case jobs.Queued:
-			// It holds a nonce but has no signed tx: its worker died between
-			// the two. Asynq would bring the task back only after its lease
-			// (a minute or two) while every later nonce waits, so after a
-			// few blocks the tracker finishes the submission itself. That is
-			// safe alongside a live or recovered task: both get the same
-			// bound nonce and only one signature can be persisted.
-			first, seen := t.orphans[j.ID]
-			if !seen {
-				t.orphans[j.ID] = head
-			} else if head >= first+t.w.cfg.StuckBlocks {
-				t.w.log.Warn("finishing the submission of a job whose worker died after binding its nonce", "job_id", j.ID, "nonce", p.nonce)
-				delete(t.orphans, j.ID)
-				errs = append(errs, t.w.submit(ctx, j))
-			}
-			continue
-		default:
-			continue
 		}
-		if head >= t.lastSeen(j)+rebroadcastBlocks {
-			check = append(check, p)
+		fields, note = jobs.Fields{"error", jobs.ErrorField(jerr)}, "reverted on chain"
+	case f.To == jobs.Failed:
+		jerr := jobs.Error{Code: f.Code, Message: "a 0-value self-send used the job's nonce in its place"}
+		if j.Abandon != nil && j.Abandon.Code == f.Code {
+			jerr = *j.Abandon
 		}
-	}
-	if len(check) == 0 {
-		return errors.Join(errs...)
-	}
-	hashes := make([]common.Hash, len(check))
-	for i, c := range check {
-		hashes[i] = common.HexToHash(c.job.TxHash)
-		if last := lastAttempt(c.job); last != nil {
-			hashes[i] = common.HexToHash(last.Hash)
+		if f.Receipt == nil {
+			jerr.Message = "the job's nonce was used by a transaction that is not relayq's: " + jerr.Message
 		}
+		fields, note = jobs.Fields{"error", jobs.ErrorField(jerr)}, f.Code
+	case f.To == jobs.Cancelled && f.Receipt == nil:
+		note = "cancelled: the job's nonce was used by a transaction that is not relayq's"
 	}
-	known, err := t.w.cfg.Backend.TransactionsKnown(ctx, hashes)
-	if err != nil {
-		return errors.Join(append(errs, err)...)
-	}
-	for i, c := range check {
-		t.checked[c.job.ID] = head
-		last := lastAttempt(c.job)
-		switch {
-		case last != nil && head >= last.SentBlock+t.w.cfg.StuckBlocks:
-			// Stuck in the pool, or refused by it since the base fee rose
-			// past its fee cap: either way it needs a new price.
-			errs = append(errs, t.bump(ctx, c.job, c.nonce, *last))
-		case !known[i]:
-			// Dropped from the pool (or never broadcast: a crash after the
-			// write-ahead). The persisted bytes go out again.
-			t.w.log.Info("pending transaction unknown to the node; re-broadcasting", "job_id", c.job.ID, "nonce", c.nonce)
-			t.w.cfg.Metrics.Rebroadcast(metrics.RebroadcastDropped)
-			errs = append(errs, t.send(ctx, c.job.ID, c.job.Raw))
-		}
-	}
-	return errors.Join(errs...)
-}
-
-func (t *Tracker) lastSeen(j *jobs.Job) uint64 {
-	if h, ok := t.checked[j.ID]; ok {
-		return h
-	}
-	if last := lastAttempt(j); last != nil {
-		return last.SentBlock
-	}
-	return 0
-}
-
-// bump replaces a stuck transaction: same nonce, same call, fees up by at
-// least BumpPercent. At the fee ceiling the job stays submitted with a
-// warning; it is not failed.
-func (t *Tracker) bump(ctx context.Context, j *jobs.Job, n uint64, last jobs.Attempt) error {
-	current, err := t.w.fees.Fees(ctx)
-	if err != nil {
+	if err := t.w.store.TransitionIf(ctx, j.ID, from, f.To, note, fields, nil); err != nil {
 		return err
 	}
-	fees, err := txmgr.Bump(attemptFees(last), current, t.w.cfg.BumpPercent, t.w.cfg.MaxFeePerGas)
-	if errors.Is(err, txmgr.ErrFeeCeiling) {
-		if j.Warning == "" {
-			t.w.log.Warn("stuck transaction at the fee ceiling; not bumping", "job_id", j.ID, "nonce", n)
-			return t.w.store.Update(ctx, j.ID, j.Status, jobs.Fields{"warning", "stuck: a higher fee would pass RELAYQ_MAX_FEE_GWEI"}, nil)
-		}
-		return nil
+	j.Status = f.To
+	t.w.cfg.Metrics.Finished(f.To, len(j.Attempts), nil)
+	if f.To == jobs.Confirmed {
+		t.w.cfg.Metrics.Stage(metrics.StageConfirmed, j.CreatedAt)
 	}
-	if err != nil {
-		return err
-	}
-	// A stuck cancellation or gap fill stays one, just pricier.
-	call, kind := noop(t.a.Signer.Address()), last.Kind
-	if kind != jobs.KindCancel && kind != jobs.KindGapFill {
-		kind = jobs.KindBump
-		if call, err = jobCall(j, t.a.Signer.Address()); err != nil {
+	t.w.log.Info("final", "job_id", j.ID, "status", f.To, "code", f.Code, "tx_hash", j.TxHash)
+	return nil
+}
+
+// sendAction carries out an action that signs or sends. A job whose
+// earlier action failed this tick is skipped (failed).
+func (t *Tracker) sendAction(ctx context.Context, head uint64, records map[string]*jobs.Job, a lane.Action, failed map[string]bool) error {
+	self := t.a.Signer.Address()
+	switch a := a.(type) {
+	case lane.GiveUp:
+		j := records[a.ID]
+		t.w.log.Warn("giving up on job; a no-op replaces it at its nonce", "job_id", j.ID, "code", a.Code, "reason", a.Message)
+		jerr := jobs.Error{Code: a.Code, Message: a.Message}
+		if err := t.w.store.Update(ctx, j.ID, j.Status, jobs.Fields{"abandon", jobs.ErrorField(jerr)}, nil); err != nil {
+			failed[j.ID] = true
 			return err
 		}
-	}
-	t.w.log.Info("replacing stuck transaction", "job_id", j.ID, "nonce", n, "max_fee_per_gas", fees.FeeCap, "kind", kind)
-	return t.replace(ctx, j, n, last.Gas, fees, call, kind)
-}
-
-// cancel replaces a submitted job's transaction with a 0-value self-send at
-// the same nonce, priced as a bump so the node accepts the replacement.
-// Whichever is mined decides: the cancellation (cancelled) or the call.
-func (t *Tracker) cancel(ctx context.Context, j *jobs.Job, n uint64) error {
-	current, err := t.w.fees.Fees(ctx)
-	if err != nil {
-		return err
-	}
-	fees := current
-	if last := lastAttempt(j); last != nil {
-		if fees, err = txmgr.Bump(attemptFees(*last), current, t.w.cfg.BumpPercent, t.w.cfg.MaxFeePerGas); err != nil {
-			return t.w.store.Update(ctx, j.ID, jobs.Submitted, jobs.Fields{"warning", "cancel not sent: a replacement fee would pass RELAYQ_MAX_FEE_GWEI"}, nil)
+		j.Abandon = &jerr
+	case lane.Replace:
+		j := records[a.ID]
+		if failed[j.ID] {
+			return nil
 		}
-	}
-	t.w.log.Info("cancelling job", "job_id", j.ID, "nonce", n)
-	return t.replace(ctx, j, n, txmgr.NoopGas, fees, noop(t.a.Signer.Address()), jobs.KindCancel)
-}
-
-// fillGap uses a nonce that a failed or cancelled job bound but will never
-// use, with a 0-value self-send, so later nonces are not blocked.
-func (t *Tracker) fillGap(ctx context.Context, j *jobs.Job, n uint64) error {
-	fees, err := t.w.fees.Fees(ctx)
-	if err != nil {
-		return err
-	}
-	// A rejected original may still sit in some pool: price above it.
-	if last := lastAttempt(j); last != nil && last.Nonce == n {
-		if bumped, err := txmgr.Bump(attemptFees(*last), fees, t.w.cfg.BumpPercent, t.w.cfg.MaxFeePerGas); err == nil {
-			fees = bumped
+		call := noop(self)
+		if !a.Noop() {
+			c, err := jobCall(j, self)
+			if err != nil {
+				return err
+			}
+			call = c
 		}
+		t.w.log.Info("replacing", "job_id", j.ID, "nonce", a.Nonce, "kind", a.Kind, "max_fee_per_gas", a.Fees.FeeCap)
+		return t.replace(ctx, j, a.Nonce, a.Gas, a.Fees, call, a.Kind)
+	case lane.Resign:
+		j := records[a.ID]
+		t.w.log.Warn("nonce used by a transaction that is not relayq's (seen in its block); giving the job a new nonce", "job_id", j.ID, "nonce", a.Old)
+		if err := t.w.reconcile(ctx, t.a); err != nil {
+			return err
+		}
+		n, err := t.a.Nonces.Rebind(ctx, j.ID, a.Old)
+		if errors.Is(err, nonce.ErrNotBound) {
+			return nil // rebound meanwhile
+		}
+		if err != nil {
+			return err
+		}
+		call, err := jobCall(j, self)
+		if err != nil {
+			return err
+		}
+		fees, err := t.w.fees.Fees(ctx)
+		if err != nil {
+			return err
+		}
+		return t.replace(ctx, j, n, j.Gas, fees, call, jobs.KindResign)
+	case lane.Rebroadcast:
+		j := records[a.ID]
+		t.w.log.Info("pending transaction unknown to the node; re-broadcasting", "job_id", j.ID)
+		t.w.cfg.Metrics.Rebroadcast(metrics.RebroadcastDropped)
+		return t.send(ctx, j.ID, j.Raw)
+	case lane.FinishSubmit:
+		j := records[a.ID]
+		t.w.log.Warn("finishing the submission of a job whose worker died after binding its nonce", "job_id", j.ID)
+		return t.w.submit(ctx, j)
+	case lane.FillGap:
+		// No job holds this nonce (someone else's transaction there was
+		// dropped after the allocator moved past it): a no-op keeps the
+		// later ones going. It executes nothing, so it needs no write-ahead.
+		tx, _, err := txmgr.Sign(ctx, t.a.Signer, t.w.chainID, a.Nonce, txmgr.NoopGas, a.Fees, noop(self))
+		if err != nil {
+			return err
+		}
+		t.w.log.Warn("filling a nonce no job holds", "signer", self.Hex(), "nonce", a.Nonce)
+		t.w.cfg.Metrics.Replaced(jobs.KindGapFill)
+		if err := t.w.cfg.Backend.SendTransaction(ctx, tx); err != nil {
+			t.w.log.Warn("gap fill broadcast", "nonce", a.Nonce, "err", err)
+		}
+	case lane.Pause:
+		t.a.pause(ctx, a.Reason)
 	}
-	t.w.log.Info("filling nonce gap", "job_id", j.ID, "nonce", n)
-	return t.replace(ctx, j, n, txmgr.NoopGas, fees, noop(t.a.Signer.Address()), jobs.KindGapFill)
-}
-
-// unmine sends a mined job back to submitted if its block is no longer
-// canonical.
-func (t *Tracker) unmine(ctx context.Context, j *jobs.Job) error {
-	if j.BlockNumber == nil {
-		return nil
-	}
-	hd, err := t.w.cfg.Backend.HeaderByNumber(ctx, new(big.Int).SetUint64(*j.BlockNumber))
-	if err == nil && hd.Hash() == common.HexToHash(j.BlockHash) {
-		return nil
-	}
-	if err != nil && !errors.Is(err, ethereum.NotFound) {
-		return err
-	}
-	return t.reorged(ctx, j)
-}
-
-// reorged takes a mined job whose block left the canonical chain back to
-// submitted: the one step back the state machine allows, recorded.
-func (t *Tracker) reorged(ctx context.Context, j *jobs.Job) error {
-	t.w.log.Warn("reorg: block of mined job left the canonical chain", "job_id", j.ID, "block", *j.BlockNumber)
-	return t.w.store.TransitionIf(ctx, j.ID, jobs.Mined, jobs.Submitted, "reorg: block "+j.BlockHash+" no longer canonical",
-		jobs.Fields{"block_number", "", "block_hash", "", "gas_used", "", "effective_gas_price", ""}, nil)
+	return nil
 }
 
 // replace signs call at nonce n, persists it as the job's newest attempt
@@ -674,11 +582,10 @@ func (t *Tracker) replace(ctx context.Context, j *jobs.Job, n, gas uint64, fees 
 		}
 		return err
 	}
-	t.checked[j.ID] = fees.Head
 	t.w.cfg.Metrics.Replaced(kind)
 	t.w.crashPoint("after_replace_persist")
 	// Update waited for the replicas (jobs.WithReplicas) already.
-	return t.broadcast(ctx, j.ID, hexutil.Encode(raw))
+	return t.broadcast(ctx, j.ID, hexutil.Encode(raw), kind)
 }
 
 // send broadcasts bytes persisted earlier, once the Redis replicas hold
@@ -691,58 +598,36 @@ func (t *Tracker) send(ctx context.Context, id, raw string) error {
 	} else if err != nil {
 		return fmt.Errorf("re-broadcast %s: %w", id, err)
 	}
-	return t.broadcast(ctx, id, raw)
+	return t.broadcast(ctx, id, raw, "")
 }
 
-// broadcast sends persisted bytes and classifies the answer; the tracker
-// looks again next block whatever happens.
-func (t *Tracker) broadcast(ctx context.Context, id, raw string) error {
+// broadcast sends persisted bytes of an attempt of kind ("" when not
+// known) and classifies the answer; the tracker looks again next block
+// whatever happens. The answer never decides a job's verdict: a re-signed
+// call refused for good is given up (a no-op will replace it, and the chain
+// decides), a refused replacement only warns.
+func (t *Tracker) broadcast(ctx context.Context, id, raw, kind string) error {
 	tx, err := txmgr.RawTx(raw)
 	if err != nil {
 		return err
 	}
 	err = t.w.cfg.Backend.SendTransaction(ctx, tx)
 	switch txmgr.Classify(err) {
-	case txmgr.ClassNone, txmgr.ClassAlreadyKnown:
-		t.a.pause(ctx, "")
-		return nil
-	case txmgr.ClassNonceTooLow:
-		return nil // mined meanwhile, or used by someone else: the next tick tells
-	case txmgr.ClassPaused:
-		t.a.pause(ctx, err.Error())
+	case txmgr.ClassNone, txmgr.ClassAlreadyKnown, txmgr.ClassNonceTooLow:
+		return nil // nonce too low: mined meanwhile, or used by someone else; the next tick tells
+	case txmgr.ClassPermanent:
+		t.w.log.Warn("node refused a replacement for good", "job_id", id, "kind", kind, "tx_hash", tx.Hash().Hex(), "err", err)
+		switch kind {
+		case jobs.KindResign:
+			return t.w.giveUp(ctx, id, t.w.revertError(jobs.ErrCodeRejected, err))
+		case jobs.KindBump:
+			return t.w.store.Update(ctx, id, jobs.Submitted, jobs.Fields{"warning", "replacement refused by the node: " + err.Error()}, nil)
+		}
 		return nil
 	default:
 		t.w.log.Warn("tracker broadcast failed", "job_id", id, "tx_hash", tx.Hash().Hex(), "err", err)
 		return nil
 	}
-}
-
-// confirm moves a mined job to confirmed once its block is deep enough and
-// still canonical; a block that left the canonical chain sends the job back
-// to submitted.
-func (t *Tracker) confirm(ctx context.Context, j *jobs.Job, head *types.Header, canon *canonCache) error {
-	if j.BlockNumber == nil {
-		return nil
-	}
-	bn := *j.BlockNumber
-	confs := max(j.Confirmations, 1)
-	if head.Number.Uint64()+1 < bn+confs {
-		return nil
-	}
-	h, err := canon.hash(ctx, t.w.cfg.Backend, bn)
-	if err != nil {
-		return err
-	}
-	if h != common.HexToHash(j.BlockHash) {
-		return t.reorged(ctx, j)
-	}
-	if err := t.w.store.TransitionIf(ctx, j.ID, jobs.Mined, jobs.Confirmed, "", nil, nil); err != nil {
-		return err
-	}
-	t.w.cfg.Metrics.Finished(jobs.Confirmed, len(j.Attempts), nil)
-	t.w.cfg.Metrics.Stage(metrics.StageConfirmed, j.CreatedAt)
-	t.w.log.Info("confirmed", "job_id", j.ID, "tx_hash", j.TxHash, "block", bn)
-	return t.a.Nonces.Release(ctx, j.ID)
 }
 
 func noop(self common.Address) txmgr.Call {
@@ -754,25 +639,6 @@ func lastAttempt(j *jobs.Job) *jobs.Attempt {
 		return nil
 	}
 	return &j.Attempts[len(j.Attempts)-1]
-}
-
-func lastKind(j *jobs.Job) string {
-	if a := lastAttempt(j); a != nil {
-		return a.Kind
-	}
-	return ""
-}
-
-// hasNoopAt reports whether the job already sent a 0-value self-send (gap
-// fill or cancellation) at nonce n: then its nonce needs no filling, only
-// watching like any pending tx.
-func hasNoopAt(j *jobs.Job, n uint64) bool {
-	for _, a := range j.Attempts {
-		if a.Nonce == n && (a.Kind == jobs.KindGapFill || a.Kind == jobs.KindCancel) {
-			return true
-		}
-	}
-	return false
 }
 
 // attemptFees are the fees an attempt was signed with.

@@ -47,10 +47,6 @@ type Config struct {
 	StuckBlocks uint64
 	// BumpPercent is how much a replacement raises both fees (at least 10).
 	BumpPercent int
-	// ForeignAfterBlocks is how many blocks a job's nonce may be used on chain
-	// with none of its hashes mined before relayq concludes another sender
-	// used the nonce, and gives the job a new one (default 3).
-	ForeignAfterBlocks uint64
 	// CrashAt, for crash tests only, names a point in the send path where
 	// the process kills itself with SIGKILL the first time it gets there:
 	// "after_reserve", "after_persist", "after_broadcast" (send path) or
@@ -138,9 +134,6 @@ func New(ctx context.Context, cfg Config) (*Worker, error) {
 	}
 	if cfg.BumpPercent < txmgr.MinBumpPercent {
 		cfg.BumpPercent = txmgr.MinBumpPercent
-	}
-	if cfg.ForeignAfterBlocks == 0 {
-		cfg.ForeignAfterBlocks = 3
 	}
 	if cfg.ShutdownTimeout <= 0 {
 		cfg.ShutdownTimeout = 10 * time.Second

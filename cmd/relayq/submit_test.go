@@ -48,6 +48,7 @@ func (d *devAPI) stop(t *testing.T) error {
 
 // startDev runs `relayq dev` until the test ends and waits until it is ready.
 func startDev(t *testing.T) *devAPI {
+	testenv.SkipShort(t, "runs relayq dev")
 	t.Helper()
 	port := testenv.FreePort(t)
 	ctx, cancel := context.WithCancel(context.Background())

@@ -399,7 +399,7 @@ func TestOneRejectionInABatchOfBroadcasts(t *testing.T) {
 		if j.Status == jobs.Failed {
 			failed++
 			require.Equal(t, jobs.ErrCodeRejected, j.Error.Code)
-			require.Equal(t, rej.rejected.Hex(), j.TxHash, "the refused transaction's job failed")
+			require.Equal(t, rej.rejected.Hex(), j.Attempts[0].Hash, "the refused transaction's job failed")
 			s.waitFor("gap fill", s.mine, func(j jobs.Job) bool {
 				return slices.Contains(kinds(j), jobs.KindGapFill)
 			}, id)

@@ -299,8 +299,9 @@ func TestWorkerProcessServesMetricsOnItsOwnAddress(t *testing.T) {
 	require.Equal(t, http.StatusNotFound, res.StatusCode)
 }
 
-// A job the node rejects for good after its nonce was bound fails (counted,
-// with the node's permanent error), and the gap its nonce leaves is filled.
+// A job the node rejects for good after its nonce was bound is given up: a
+// no-op takes its nonce, and once that is mined the job fails (counted, with
+// the node's permanent error).
 func TestMetricsCountARejectionAndItsGapFill(t *testing.T) {
 	t.Parallel()
 	s, _ := newMetricsStack(t, stackOptions{wrap: func(b txmgr.Backend) txmgr.Backend { return &rejectFirst{Backend: b} }})
@@ -317,7 +318,7 @@ func TestMetricsCountARejectionAndItsGapFill(t *testing.T) {
 	require.Equal(t, 1.0, delta(before, after, "relayq_jobs_finished_total", "status", "confirmed"))
 	require.Equal(t, 1.0, delta(before, after, "relayq_rpc_errors_total", "method", "eth_sendRawTransaction", "class", "permanent"))
 	require.Equal(t, float64(len(filled.Attempts)-1), delta(before, after, "relayq_tx_replacements_total", "kind", "gap_fill"))
-	require.Equal(t, uint64(0), countDelta(before, after, "relayq_job_attempts", "status", "failed"), "rejected at broadcast: attempts not known there, not observed")
+	require.Equal(t, uint64(1), countDelta(before, after, "relayq_job_attempts", "status", "failed"), "failed by the tracker once its no-op was mined: attempts observed")
 	require.Equal(t, uint64(1), countDelta(before, after, "relayq_job_attempts", "status", "confirmed"))
 }
 

@@ -42,7 +42,8 @@ type stack struct {
 	anvil   *testenv.AnvilNode // anvil, or nil
 	runCtx  context.Context
 	node    *txmgr.RPC
-	backend txmgr.Backend // what the worker uses (node, or a fault wrapper)
+	backend txmgr.Backend     // what the worker uses (node, or a fault wrapper)
+	proxy   *testenv.RPCProxy // between the worker and the node (stackOptions.proxy)
 	worker  *worker.Worker
 	api     *httptest.Server
 	counter common.Address
@@ -55,9 +56,11 @@ type stackOptions struct {
 	noWorkerRun bool                              // build the worker but do not start it
 	anvilArgs   []string                          // run on anvil with these args instead of the simulated chain
 	worker      func(*worker.Config)              // adjust the worker's configuration
+	proxy       bool                              // the worker reaches the node through s.proxy
 }
 
 func newStack(t *testing.T, opts stackOptions) *stack {
+	testenv.SkipShort(t, "runs the whole stack")
 	t.Helper()
 	ctx, cancel := context.WithCancel(context.Background())
 	t.Cleanup(cancel)
@@ -86,8 +89,15 @@ func newStack(t *testing.T, opts stackOptions) *stack {
 	s.counter, err = devchain.DeployCounter(deployCtx, s.node, keys[1], s.mine)
 	require.NoError(t, err)
 	s.backend = s.node
+	if opts.proxy {
+		s.proxy = testenv.NewRPCProxy(t, url)
+		through, err := txmgr.Dial(ctx, s.proxy.URL(), 5*time.Second)
+		require.NoError(t, err)
+		t.Cleanup(through.Close)
+		s.backend = through
+	}
 	if opts.wrap != nil {
-		s.backend = opts.wrap(s.node)
+		s.backend = opts.wrap(s.backend)
 	}
 	log := testLogger(t)
 	chainID, err := s.node.ChainID(ctx)

@@ -29,6 +29,7 @@ const modeTimeout = 30 * time.Second
 // waits until the initial sync is done and a WAIT on the primary counts
 // it. It takes the same options as Redis (WithoutAOF…).
 func RedisReplica(t testing.TB, primary *RedisServer, opts ...RedisOption) *RedisServer {
+	SkipShort(t, "starts Redis replicas")
 	t.Helper()
 	// A primary waits 5 s by default before a diskless full sync, for more
 	// replicas to join it; the replica, once promoted, would too.
@@ -180,6 +181,7 @@ type SentinelOptions struct {
 // waits until each one sees the primary, the other sentinels and the
 // replicas expected (the primary's replicas must be connected already).
 func StartSentinels(t testing.TB, primary *RedisServer, replicas int, o SentinelOptions) *Sentinels {
+	SkipShort(t, "starts Redis Sentinels")
 	t.Helper()
 	bin, ok := findProgram("redis-server")
 	if !ok {
@@ -336,6 +338,7 @@ type RedisCluster struct {
 // reports cluster_state:ok and every replica has synced. opts apply to
 // every node (WithoutAOF…).
 func StartRedisCluster(t testing.TB, masters, replicas int, opts ...RedisOption) *RedisCluster {
+	SkipShort(t, "starts a Redis Cluster")
 	t.Helper()
 	cli, ok := findProgram("redis-cli")
 	if !ok {

@@ -18,6 +18,7 @@ var (
 // RelayqBinary builds ./cmd/relayq once per test binary and returns its path,
 // for tests that run relayq as separate processes (to kill them for real).
 func RelayqBinary(t testing.TB) string {
+	SkipShort(t, "builds and runs the relayq binary")
 	t.Helper()
 	buildOnce.Do(func() {
 		root, err := repoRoot()

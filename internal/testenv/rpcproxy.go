@@ -90,6 +90,10 @@ type Fault struct {
 	// others are forwarded (as a smaller batch) and the answers merged in
 	// request order.
 	RPCError *RPCErrorSpec
+	// Null answers "result": null without forwarding, as a node behind a
+	// load balancer that has not seen a transaction or receipt yet does
+	// (in a batch, like RPCError, only the matching elements).
+	Null bool
 	// Times applies the rule to the next Times matching requests, then
 	// removes it; 0 (or less) keeps it until Clear.
 	Times int
@@ -115,6 +119,9 @@ type proxyRule struct {
 }
 
 func (f *Fault) hasAction() bool {
+	if f.Null {
+		return true
+	}
 	return f.Status != 0 || f.Delay > 0 || f.DropAfterForward || f.RPCError != nil
 }
 
@@ -409,7 +416,7 @@ func (p *RPCProxy) handle(ctx context.Context, w http.ResponseWriter, r *http.Re
 		w.Header().Set("Content-Type", "text/plain; charset=utf-8")
 		w.WriteHeader(f.Status)
 		fmt.Fprintf(w, "testenv rpc proxy: injected HTTP %d %s\n", f.Status, http.StatusText(f.Status))
-	case f.RPCError != nil:
+	case f.RPCError != nil || f.Null:
 		p.answerRPCError(ctx, w, r, &f, calls, elems, batch)
 	case f.DropAfterForward:
 		_, _, _, _ = p.roundTrip(ctx, r, body)
@@ -503,6 +510,18 @@ type proxyErrorResponse struct {
 	Error   RPCErrorSpec    `json:"error"`
 }
 
+// proxyFaultAnswer is a fault's answer to the call with id: null or its
+// error.
+func proxyFaultAnswer(id json.RawMessage, f *Fault) json.RawMessage {
+	if f.Null {
+		if id == nil {
+			id = json.RawMessage("null")
+		}
+		return json.RawMessage(`{"jsonrpc":"2.0","id":` + string(id) + `,"result":null}`)
+	}
+	return proxyErrorAnswer(id, f.RPCError)
+}
+
 func proxyErrorAnswer(id json.RawMessage, spec *RPCErrorSpec) json.RawMessage {
 	e := *spec
 	if e.Code == 0 {
@@ -525,7 +544,7 @@ func (p *RPCProxy) answerRPCError(ctx context.Context, w http.ResponseWriter, r 
 		if len(calls) == 1 {
 			id = calls[0].ID
 		}
-		proxyWriteAnswer(w, http.StatusOK, http.Header{"Content-Type": {"application/json"}}, proxyErrorAnswer(id, f.RPCError))
+		proxyWriteAnswer(w, http.StatusOK, http.Header{"Content-Type": {"application/json"}}, proxyFaultAnswer(id, f))
 		return
 	}
 
@@ -570,7 +589,7 @@ func (p *RPCProxy) answerRPCError(ctx context.Context, w http.ResponseWriter, r 
 			continue
 		}
 		if faulted[i] {
-			out = append(out, proxyErrorAnswer(c.ID, f.RPCError))
+			out = append(out, proxyFaultAnswer(c.ID, f))
 			continue
 		}
 		id := proxyCompactJSON(c.ID)

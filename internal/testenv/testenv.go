@@ -324,3 +324,13 @@ func (p *process) listening(port int) error {
 	}
 	return nil
 }
+
+// SkipShort skips a test that starts real programs or the whole stack when
+// go test runs with -short: the fast inner loop is the decision core and
+// the unit tests (real Redis included); make test runs everything.
+func SkipShort(t testing.TB, why string) {
+	t.Helper()
+	if testing.Short() {
+		t.Skip("-short: " + why)
+	}
+}
