@@ -32,13 +32,15 @@ type Job struct {
 	EffectiveGasPrice string          `json:"effective_gas_price,omitempty"`
 	Error             *Error          `json:"error"`
 	CancelRequested   bool            `json:"cancel_requested,omitempty"`
-	Warning           string          `json:"warning,omitempty"` // e.g. the fee ceiling stops further bumps
-	Metadata          json.RawMessage `json:"metadata,omitempty"`
-	WebhookURL        string          `json:"webhook_url,omitempty"`
-	Webhook           *WebhookState   `json:"webhook,omitempty"` // delivery of the job's webhook events
-	CreatedAt         time.Time       `json:"created_at"`
-	UpdatedAt         time.Time       `json:"updated_at"`
-	History           []Change        `json:"history"`
+	// Warning says why the job is held up without having failed, as
+	// "<code>: <message>"; the codes are the Warn constants.
+	Warning    string          `json:"warning,omitempty"`
+	Metadata   json.RawMessage `json:"metadata,omitempty"`
+	WebhookURL string          `json:"webhook_url,omitempty"`
+	Webhook    *WebhookState   `json:"webhook,omitempty"` // delivery of the job's webhook events
+	CreatedAt  time.Time       `json:"created_at"`
+	UpdatedAt  time.Time       `json:"updated_at"`
+	History    []Change        `json:"history"`
 
 	// Raw is the signed transaction (0x hex) persisted before broadcast:
 	// the write-ahead record that a retry re-broadcasts.
@@ -88,6 +90,15 @@ const (
 	KindGapFill  = "gap_fill" // a 0-value self-send that uses a nonce the job bound but can never use
 )
 
+// Warning codes: the start of a job's warning, before ": ".
+const (
+	// WarnInsufficientFunds: the signer cannot pay for the job's value plus
+	// its gas at the current fee cap; the job waits queued until it can.
+	WarnInsufficientFunds = "insufficient_funds"
+	// WarnStuck: a higher fee would pass RELAYQ_MAX_FEE_GWEI.
+	WarnStuck = "stuck"
+)
+
 // Error says why a job failed.
 type Error struct {
 	Code         string `json:"code"`
@@ -111,4 +122,9 @@ const (
 	ErrCodeRejected           = "rejected_by_node"
 	ErrCodeRetriesExhausted   = "retries_exhausted"
 	ErrCodeInvalid            = "invalid_job"
+	// ErrCodeInsufficientFunds: the job held a nonce its signer could not
+	// pay for; the nonce was filled with a no-op instead.
+	ErrCodeInsufficientFunds = "insufficient_funds"
+	// ErrCodeExpired: the job's deadline passed before it was broadcast.
+	ErrCodeExpired = "expired"
 )

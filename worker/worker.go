@@ -75,6 +75,11 @@ type Config struct {
 	// goes to the least-loaded signer under it (default
 	// DefaultMaxInFlight; see pool.go).
 	MaxInFlight int
+	// MaxRetries is how many failed runs a send task may retry before its
+	// queued job fails retries_exhausted (0: tasks.SendMaxRetry, which also
+	// bounds it). Only failures count: waiting for the node, for funds or
+	// for a paused signer does not (IsFailure).
+	MaxRetries int
 	// Queues are the Asynq queues of this worker's chain (zero:
 	// tasks.DefaultQueues); with several chains each has its own.
 	Queues tasks.Queues
@@ -84,8 +89,9 @@ type Config struct {
 type Account struct {
 	Signer signer.Signer
 	Nonces *nonce.Allocator
-	paused atomic.Bool // mirrors the allocator's paused flag, to skip a write per send
-	comb   combiner    // groups concurrent sends (see batch.go)
+	paused atomic.Bool  // mirrors the allocator's paused flag, to skip a write per send
+	comb   combiner     // groups concurrent sends (see batch.go)
+	funds  balanceCache // the balance at the latest head (see funds.go)
 }
 
 // pause records that the signer cannot pay (insufficient funds), renewing
@@ -144,6 +150,9 @@ func New(ctx context.Context, cfg Config) (*Worker, error) {
 	}
 	if cfg.ShutdownTimeout <= 0 {
 		cfg.ShutdownTimeout = 10 * time.Second
+	}
+	if cfg.MaxRetries <= 0 || cfg.MaxRetries > tasks.SendMaxRetry {
+		cfg.MaxRetries = tasks.SendMaxRetry
 	}
 	cfg.Queues = cfg.Queues.OrDefault()
 	id, err := cfg.Backend.ChainID(ctx)
