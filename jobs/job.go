@@ -37,10 +37,14 @@ type Job struct {
 	Warning    string          `json:"warning,omitempty"`
 	Metadata   json.RawMessage `json:"metadata,omitempty"`
 	WebhookURL string          `json:"webhook_url,omitempty"`
-	Webhook    *WebhookState   `json:"webhook,omitempty"` // delivery of the job's webhook events
-	CreatedAt  time.Time       `json:"created_at"`
-	UpdatedAt  time.Time       `json:"updated_at"`
-	History    []Change        `json:"history"`
+	// Deadline, if set, is when a job that has not been broadcast yet
+	// fails expired instead of being sent; one already broadcast is left
+	// to the chain.
+	Deadline  *time.Time    `json:"deadline,omitempty"`
+	Webhook   *WebhookState `json:"webhook,omitempty"` // delivery of the job's webhook events
+	CreatedAt time.Time     `json:"created_at"`
+	UpdatedAt time.Time     `json:"updated_at"`
+	History   []Change      `json:"history"`
 
 	// Raw is the signed transaction (0x hex) persisted before broadcast:
 	// the write-ahead record that a retry re-broadcasts.
@@ -89,6 +93,12 @@ const (
 	KindResign   = "resign"   // the call at a new nonce: the old one was used by a tx that is not relayq's
 	KindGapFill  = "gap_fill" // a 0-value self-send that uses a nonce the job bound but can never use
 )
+
+// Expired reports whether j's deadline has passed at now: true only for a
+// job with a deadline.
+func (j *Job) Expired(now time.Time) bool {
+	return j.Deadline != nil && !now.Before(*j.Deadline)
+}
 
 // Warning codes: the start of a job's warning, before ": ".
 const (

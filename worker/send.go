@@ -60,6 +60,9 @@ func (w *Worker) Send(ctx context.Context, id string) error {
 	}
 	switch j.Status {
 	case jobs.Queued:
+		if j.Expired(w.now()) {
+			return w.expire(ctx, j)
+		}
 		return w.submit(ctx, j)
 	case jobs.Submitted:
 		return w.rebroadcast(ctx, j)
@@ -134,6 +137,9 @@ func (w *Worker) submit(ctx context.Context, j *jobs.Job) error {
 		msg := fmt.Sprintf("gas %d exceeds the block gas limit %d", gas, fees.BlockGasLimit)
 		return w.cfg.Metrics.Finished(jobs.Failed, len(j.Attempts), w.store.TransitionIf(ctx, j.ID, jobs.Queued, jobs.Failed, "too much gas",
 			jobs.Fields{"error", jobs.ErrorField(jobs.Error{Code: jobs.ErrCodeRejected, Message: msg})}, nil))
+	}
+	if j.Expired(w.now()) { // the node may have kept it waiting
+		return w.expire(ctx, j)
 	}
 	// Before a nonce is taken: a job the signer cannot pay for waits
 	// queued and holds up none of its other jobs (invariant 7).

@@ -122,6 +122,7 @@ type Worker struct {
 	registry  *nonce.Registry
 	hooks     webhooks // the webhook client, made on first use
 	pool      pool     // chooses the signer of a job without from (pool.go)
+	now       func() time.Time
 }
 
 // New connects the worker to the chain: it reads the chain id and
@@ -169,6 +170,7 @@ func New(ctx context.Context, cfg Config) (*Worker, error) {
 		inspector: asynq.NewInspectorFromRedisClient(cfg.Redis),
 		log:       cfg.Log,
 		registry:  nonce.NewRegistry(cfg.Redis, cfg.Prefix),
+		now:       time.Now,
 	}
 	for _, s := range cfg.Signers {
 		a := &Account{Signer: s, Nonces: nonce.New(cfg.Redis, cfg.Prefix, id.Uint64(), s.Address())}

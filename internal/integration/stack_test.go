@@ -40,6 +40,7 @@ type stack struct {
 	rdb     *redis.Client
 	chain   *devchain.Chain    // the simulated chain, or nil on anvil
 	anvil   *testenv.AnvilNode // anvil, or nil
+	proxy   *testenv.RPCProxy  // between the worker and the node (stackOptions.proxy), or nil
 	runCtx  context.Context
 	node    *txmgr.RPC
 	backend txmgr.Backend // what the worker uses (node, or a fault wrapper)
@@ -55,6 +56,7 @@ type stackOptions struct {
 	noWorkerRun bool                              // build the worker but do not start it
 	anvilArgs   []string                          // run on anvil with these args instead of the simulated chain
 	worker      func(*worker.Config)              // adjust the worker's configuration
+	proxy       bool                              // the worker reaches the node through an RPCProxy (s.proxy); the API directly
 }
 
 func newStack(t *testing.T, opts stackOptions) *stack {
@@ -86,8 +88,15 @@ func newStack(t *testing.T, opts stackOptions) *stack {
 	s.counter, err = devchain.DeployCounter(deployCtx, s.node, keys[1], s.mine)
 	require.NoError(t, err)
 	s.backend = s.node
+	if opts.proxy {
+		s.proxy = testenv.NewRPCProxy(t, url)
+		via, err := txmgr.Dial(ctx, s.proxy.URL(), 5*time.Second)
+		require.NoError(t, err)
+		t.Cleanup(via.Close)
+		s.backend = via
+	}
 	if opts.wrap != nil {
-		s.backend = opts.wrap(s.node)
+		s.backend = opts.wrap(s.backend)
 	}
 	log := testLogger(t)
 	chainID, err := s.node.ChainID(ctx)
