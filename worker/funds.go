@@ -43,17 +43,22 @@ const (
 	SignerBroke
 )
 
-// Afford decides from the signer's balance whether it can pay for a job
-// sending value with gas at feeCap per gas (invariant 7: a signer pauses only
-// when it cannot pay for a no-op). It also returns the job's worst-case
-// cost.
-func Afford(balance, value *big.Int, gas uint64, feeCap *big.Int) (Affordability, *big.Int) {
+// Afford decides from the signer's balance, less what was already promised
+// of it to jobs sent since it was read, whether the signer can pay for a
+// job sending value with gas at feeCap per gas (invariant 7: a signer
+// pauses only when it cannot pay for a no-op). It also returns the job's
+// worst-case cost.
+func Afford(balance, promised, value *big.Int, gas uint64, feeCap *big.Int) (Affordability, *big.Int) {
 	cost := new(big.Int).Mul(new(big.Int).SetUint64(gas), feeCap)
 	if value != nil {
 		cost.Add(cost, value)
 	}
+	avail := new(big.Int).Set(balance)
+	if promised != nil {
+		avail.Sub(avail, promised)
+	}
 	switch {
-	case cost.Cmp(balance) <= 0:
+	case cost.Cmp(avail) <= 0:
 		return Affordable, cost
 	case canPayNoop(balance, feeCap):
 		return JobUnaffordable, cost
@@ -76,16 +81,19 @@ func noopCost(feeCap *big.Int) *big.Int {
 // only this job is too dear, a PausedError (with the signer paused) if a
 // cannot even pay for a no-op.
 func (w *Worker) checkFunds(ctx context.Context, a *Account, j *jobs.Job, value *big.Int, gas uint64, fees txmgr.Fees) error {
-	bal, err := a.funds.at(ctx, w.cfg.Backend, a, fees.Head)
+	v, cost, bal, promised, err := a.funds.claim(ctx, w.cfg.Backend, a, fees.Head, value, gas, fees.FeeCap)
 	if err != nil {
 		return fmt.Errorf("job %s: %w", j.ID, err)
 	}
-	v, cost := Afford(bal, value, gas, fees.FeeCap)
 	switch v {
 	case Affordable:
 		return nil
 	case JobUnaffordable:
-		return w.waitForFunds(ctx, a, j, fundsWarning(value, gas, fees.FeeCap, cost, bal))
+		why := fundsWarning(value, gas, fees.FeeCap, cost, bal)
+		if promised.Sign() > 0 {
+			why += fmt.Sprintf(" less %s ETH promised to jobs sent since block %d", ether(promised), fees.Head)
+		}
+		return w.waitForFunds(ctx, a, j, why)
 	default:
 		return w.broke(ctx, a, bal, fees.FeeCap)
 	}
@@ -142,29 +150,58 @@ func (w *Worker) broke(ctx context.Context, a *Account, bal, feeCap *big.Int) er
 }
 
 // balanceCache holds an account's balance at one block head, so a batch of
-// hundreds of jobs costs one eth_getBalance per block, not one per job.
-// Jobs already reserved in flight are not subtracted: the check is per job,
-// and a batch that overdraws is refused by the node at broadcast.
+// hundreds of jobs costs one eth_getBalance per block, not one per job, and
+// what this process promised of it since: the worst-case cost of each job
+// it let through, so a burst of jobs that fit one by one but not together
+// does not overdraw the signer. Jobs sent by other processes, or still
+// pending from earlier blocks, are not counted: the node refuses what they
+// overdraw at broadcast.
 type balanceCache struct {
-	mu      sync.Mutex
-	head    uint64
-	balance *big.Int
+	mu       sync.Mutex
+	head     uint64
+	balance  *big.Int
+	promised *big.Int
 }
 
-// at returns the account's balance, read again when head moved on since the
-// last read. Concurrent callers at a new head wait for one read.
+// claim decides (Afford) whether the account can pay for a job at head,
+// reading the balance again when head moved on (concurrent callers at a
+// new head wait for one read), and promises the job's cost when it can. It
+// returns the verdict, the cost, and the balance and promised amount it
+// decided on.
+func (c *balanceCache) claim(ctx context.Context, b txmgr.Backend, a *Account, head uint64, value *big.Int, gas uint64, feeCap *big.Int) (Affordability, *big.Int, *big.Int, *big.Int, error) {
+	c.mu.Lock()
+	defer c.mu.Unlock()
+	if err := c.refresh(ctx, b, a, head); err != nil {
+		return 0, nil, nil, nil, err
+	}
+	promised := new(big.Int).Set(c.promised)
+	v, cost := Afford(c.balance, promised, value, gas, feeCap)
+	if v == Affordable {
+		c.promised.Add(c.promised, cost)
+	}
+	return v, cost, c.balance, promised, nil
+}
+
+// at returns the account's balance at head (see claim).
 func (c *balanceCache) at(ctx context.Context, b txmgr.Backend, a *Account, head uint64) (*big.Int, error) {
 	c.mu.Lock()
 	defer c.mu.Unlock()
+	if err := c.refresh(ctx, b, a, head); err != nil {
+		return nil, err
+	}
+	return c.balance, nil
+}
+
+func (c *balanceCache) refresh(ctx context.Context, b txmgr.Backend, a *Account, head uint64) error {
 	if c.balance != nil && c.head == head {
-		return c.balance, nil
+		return nil
 	}
 	bal, err := b.BalanceAt(ctx, a.Signer.Address(), nil)
 	if err != nil {
-		return nil, fmt.Errorf("balance of %s: %w", a.Signer.Address(), err)
+		return fmt.Errorf("balance of %s: %w", a.Signer.Address(), err)
 	}
-	c.head, c.balance = head, bal
-	return bal, nil
+	c.head, c.balance, c.promised = head, bal, new(big.Int)
+	return nil
 }
 
 // forget drops the cached balance: after a refusal for lack of funds the

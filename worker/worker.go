@@ -291,6 +291,12 @@ func (w *Worker) handleTaskError(ctx context.Context, t *asynq.Task, err error) 
 	retried, _ := asynq.GetRetryCount(ctx)
 	max, _ := asynq.GetMaxRetry(ctx)
 	id, _ := asynq.GetTaskID(ctx)
+	if !IsFailure(err) && !errors.Is(err, asynq.SkipRetry) {
+		// Waiting for the node or for funds: retried without spending a
+		// retry, possibly for hours, so not a warning each time.
+		w.log.Info("task waits", "type", t.Type(), "task_id", id, "err", err)
+		return
+	}
 	w.log.Warn("task failed", "type", t.Type(), "task_id", id, "retried", retried, "max_retry", max, "err", err)
 	if t.Type() != tasks.TypeSend || (retried < max && !errors.Is(err, asynq.SkipRetry)) {
 		return
