@@ -119,3 +119,48 @@ func (s *stack) created(id string) time.Time {
 	require.True(s.t, ok, id)
 	return at
 }
+
+// A queued job that already holds a nonce (its worker died after the
+// reservation) must not wait on it, or every later nonce of its signer
+// waits too: one the signer cannot afford fails insufficient_funds, one
+// past its deadline fails expired, and the tracker fills both nonces with
+// no-ops, so the next job goes through.
+func TestAJobHoldingANonceItCannotUseFailsAndItsNonceIsFilled(t *testing.T) {
+	t.Parallel()
+	s := newStack(t, stackOptions{anvilArgs: []string{"--block-time", "1"}, noWorkerRun: true})
+	ctx := context.Background()
+	a, ok := s.worker.Account(s.signer)
+	require.True(t, ok)
+	s.anvil.RPC(t, "anvil_setBalance", s.signer, hexutil.EncodeBig(ether(3)))
+
+	dear := s.submit(fmt.Sprintf(`{"to":"0x00000000000000000000000000000000000a11ce","data":"0x","value":"%s","gas_limit":21000}`, ether(12))).ID
+	past := time.Now().Add(-time.Minute)
+	late := &jobs.Job{ID: jobs.NewID(), ChainID: s.worker.ChainID().Uint64(), To: s.counter.Hex(), Data: "0x", Value: "0", Confirmations: 1, Deadline: &past}
+	_, _, err := s.store.Create(ctx, late, "")
+	require.NoError(t, err)
+	for i, id := range []string{dear, late.ID} { // as a run that died after reserving
+		n, err := a.Nonces.Reserve(ctx, id, s.store.JobKey(id))
+		require.NoError(t, err)
+		require.Equal(t, uint64(i), n)
+	}
+
+	for _, tc := range []struct {
+		id   string
+		code string
+	}{{dear, jobs.ErrCodeInsufficientFunds}, {late.ID, jobs.ErrCodeExpired}} {
+		require.NoError(t, s.worker.Send(ctx, tc.id))
+		j, err := s.store.Get(ctx, tc.id)
+		require.NoError(t, err)
+		require.Equal(t, jobs.Failed, j.Status)
+		require.Equal(t, tc.code, j.Error.Code)
+	}
+
+	s.runWorker()
+	next := s.submit(fmt.Sprintf(`{"to":%q,"function":"increment()"}`, s.counter)).ID
+	done := s.wait(next, jobs.Confirmed)
+	require.Equal(t, uint64(2), *done.Nonce, "after the two filled nonces")
+	require.Equal(t, uint64(1), s.count(), "neither failed job ran")
+	got, err := s.node.BalanceAt(ctx, common.HexToAddress("0x00000000000000000000000000000000000a11ce"), nil)
+	require.NoError(t, err)
+	require.Zero(t, got.Sign())
+}
