@@ -222,6 +222,7 @@ func (s *Server) newJob(call *call) *jobs.Job {
 		Confirmations: s.cfg.Confirmations,
 		Metadata:      call.Metadata,
 		WebhookURL:    call.WebhookURL,
+		Deadline:      call.Deadline,
 		BodyHash:      call.hash(),
 	}
 	if call.From != nil {

@@ -10,6 +10,7 @@ import (
 	"io"
 	"math/big"
 	"strings"
+	"time"
 
 	"github.com/ethereum/go-ethereum/accounts/abi"
 	"github.com/ethereum/go-ethereum/common"
@@ -32,6 +33,7 @@ type jobRequest struct {
 	WebhookURL    *string           `json:"webhook_url"` // checked by Server.checkWebhookURL
 	Simulate      bool              `json:"simulate"`    // dry run at accept time (simulate.go)
 	Chain         *string           `json:"chain"`       // the chain's name or id (chains.go)
+	Deadline      json.RawMessage   `json:"deadline"`    // RFC 3339, or seconds from now (deadline.go)
 
 	// A method of a JSON ABI, inline or registered, instead of function
 	// (contracts.go); registered is resolved by Server.validateRequest.
@@ -53,7 +55,12 @@ type call struct {
 	Confirmations *uint64
 	Metadata      json.RawMessage
 	WebhookURL    string
-	Simulate      bool // not part of hash: it asks for a check, not a different job
+	// Deadline, if set, is when the job fails expired unless broadcast;
+	// deadlineRaw, as the request gave it, is what hash covers, so a
+	// retried "deadline": 60 keeps its Idempotency-Key.
+	Deadline    *time.Time
+	deadlineRaw string
+	Simulate    bool // not part of hash: it asks for a check, not a different job
 	// ABI is the request's ABI (abi or contract), whose custom errors
 	// decode its reverts; not part of hash, which has the calldata.
 	ABI *abi.ABI
@@ -213,6 +220,13 @@ func (r *jobRequest) validate() (*call, *Error) {
 		}
 		c.WebhookURL = *r.WebhookURL
 	}
+	if len(r.Deadline) > 0 && string(r.Deadline) != "null" {
+		d, e := parseDeadline(r.Deadline, time.Now())
+		if e != nil {
+			return nil, e
+		}
+		c.Deadline, c.deadlineRaw = &d, canonicalJSON(r.Deadline)
+	}
 	if len(r.Metadata) > 0 && string(r.Metadata) != "null" {
 		if r.Metadata[0] != '{' {
 			return nil, invalid("invalid_type", "metadata", "metadata must be a JSON object")
@@ -281,6 +295,9 @@ func (c *call) hash() string {
 	parts := []string{c.To.Hex(), from, hexutil.Encode(c.Data), c.Value.String(), fmt.Sprint(c.GasLimit), confs, canonicalJSON(c.Metadata)}
 	if c.WebhookURL != "" { // only then, so hashes of requests without one stay as they were
 		parts = append(parts, c.WebhookURL)
+	}
+	if c.deadlineRaw != "" { // likewise
+		parts = append(parts, "deadline="+c.deadlineRaw)
 	}
 	h := sha256.New()
 	for _, part := range parts {

@@ -31,9 +31,12 @@ const (
 	DefaultBodyLimit     = "1M"
 	DefaultSweepAfter    = 30 * time.Second
 	DefaultJobRetention  = 7 * 24 * time.Hour
-	DefaultMaxFeeGwei    = 500
-	DefaultStuckBlocks   = 3
-	DefaultBumpPercent   = 10
+	// DefaultMaxRetries is how many failed runs a send task may retry
+	// (tasks.SendMaxRetry); node outages and waits for funds do not count.
+	DefaultMaxRetries  = 200
+	DefaultMaxFeeGwei  = 500
+	DefaultStuckBlocks = 3
+	DefaultBumpPercent = 10
 	// DefaultShutdownTimeout bounds a graceful stop, from the signal to exit.
 	DefaultShutdownTimeout = 15 * time.Second
 	// API hardening: requests per second and burst per API key (per API
@@ -65,6 +68,7 @@ type Config struct {
 	RPCTimeout      time.Duration // RELAYQ_RPC_TIMEOUT: deadline of one RPC call
 	SweepAfter      time.Duration // RELAYQ_SWEEP_AFTER: a queued job older than this without a task is re-enqueued
 	JobRetention    time.Duration // RELAYQ_JOB_RETENTION: a final job older than this is deleted (0: kept forever)
+	MaxRetries      int           // RELAYQ_MAX_RETRIES: failed runs of a send task before its job fails retries_exhausted
 	MaxFeePerGasWei uint64        // RELAYQ_MAX_FEE_GWEI, converted to wei: the fee cap ceiling
 	MonitorWrite    bool          // RELAYQ_MONITOR_WRITE=1 lets the monitor change tasks
 	LogLevel        string        // RELAYQ_LOG_LEVEL: debug, info, warn, error
@@ -167,6 +171,7 @@ func FromEnv(getenv func(string) string) (Config, error) {
 	c.RPCTimeout = durVar(getenv, "RELAYQ_RPC_TIMEOUT", DefaultRPCTimeout, &errs)
 	c.SweepAfter = durVar(getenv, "RELAYQ_SWEEP_AFTER", DefaultSweepAfter, &errs)
 	c.JobRetention = durVar(getenv, "RELAYQ_JOB_RETENTION", DefaultJobRetention, &errs)
+	c.MaxRetries = int(min(uintVar(getenv, "RELAYQ_MAX_RETRIES", DefaultMaxRetries, &errs), 1<<20))
 	c.WebhookSecret = strings.TrimSpace(getenv("RELAYQ_WEBHOOK_SECRET"))
 	if allow, err := webhook.ParseCIDRs(getenv("RELAYQ_WEBHOOK_ALLOW_CIDRS")); err != nil {
 		errs = append(errs, fmt.Errorf("RELAYQ_WEBHOOK_ALLOW_CIDRS: %w", err))
@@ -294,6 +299,9 @@ func (c Config) Check(role Role) error {
 	}
 	if c.SweepAfter < time.Second {
 		bad("RELAYQ_SWEEP_AFTER", "%s is below 1s", c.SweepAfter)
+	}
+	if c.MaxRetries < 1 || c.MaxRetries > DefaultMaxRetries {
+		bad("RELAYQ_MAX_RETRIES", "%d is not within 1..%d", c.MaxRetries, DefaultMaxRetries)
 	}
 	if c.JobRetention != 0 && c.JobRetention < 24*time.Hour {
 		// An Idempotency-Key is remembered 24 h: its job must outlive it.

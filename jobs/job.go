@@ -40,14 +40,20 @@ type Job struct {
 	Abandon *Error `json:"abandon,omitempty"`
 	// ReceiptStatus is the mined transaction's receipt status (1 success,
 	// 0 reverted), known from mined on.
-	ReceiptStatus *uint64         `json:"receipt_status,omitempty"`
-	Warning       string          `json:"warning,omitempty"` // e.g. the fee ceiling stops further bumps
-	Metadata      json.RawMessage `json:"metadata,omitempty"`
-	WebhookURL    string          `json:"webhook_url,omitempty"`
-	Webhook       *WebhookState   `json:"webhook,omitempty"` // delivery of the job's webhook events
-	CreatedAt     time.Time       `json:"created_at"`
-	UpdatedAt     time.Time       `json:"updated_at"`
-	History       []Change        `json:"history"`
+	ReceiptStatus *uint64 `json:"receipt_status,omitempty"`
+	// Warning says why the job is held up without having failed, as
+	// "<code>: <message>"; the codes are the Warn constants.
+	Warning    string          `json:"warning,omitempty"`
+	Metadata   json.RawMessage `json:"metadata,omitempty"`
+	WebhookURL string          `json:"webhook_url,omitempty"`
+	// Deadline, if set, is when a job that has not been broadcast yet
+	// fails expired instead of being sent; one already broadcast is left
+	// to the chain.
+	Deadline  *time.Time    `json:"deadline,omitempty"`
+	Webhook   *WebhookState `json:"webhook,omitempty"` // delivery of the job's webhook events
+	CreatedAt time.Time     `json:"created_at"`
+	UpdatedAt time.Time     `json:"updated_at"`
+	History   []Change      `json:"history"`
 
 	// Raw is the signed transaction (0x hex) persisted before broadcast:
 	// the write-ahead record that a retry re-broadcasts.
@@ -97,6 +103,21 @@ const (
 	KindGapFill  = "gap_fill" // a 0-value self-send that uses a nonce the job bound but can never use
 )
 
+// Expired reports whether j's deadline has passed at now: true only for a
+// job with a deadline.
+func (j *Job) Expired(now time.Time) bool {
+	return j.Deadline != nil && !now.Before(*j.Deadline)
+}
+
+// Warning codes: the start of a job's warning, before ": ".
+const (
+	// WarnInsufficientFunds: the signer cannot pay for the job's value plus
+	// its gas at the current fee cap; the job waits queued until it can.
+	WarnInsufficientFunds = "insufficient_funds"
+	// WarnStuck: a higher fee would pass RELAYQ_MAX_FEE_GWEI.
+	WarnStuck = "stuck"
+)
+
 // Error says why a job failed.
 type Error struct {
 	Code         string `json:"code"`
@@ -120,6 +141,12 @@ const (
 	ErrCodeRejected           = "rejected_by_node"
 	ErrCodeRetriesExhausted   = "retries_exhausted"
 	ErrCodeInvalid            = "invalid_job"
-	ErrCodeInsufficientFunds  = "insufficient_funds"
-	ErrCodeNonceUsed          = "nonce_used_elsewhere"
+	// ErrCodeInsufficientFunds: the job held a nonce its signer could not
+	// pay for; the nonce was filled with a no-op instead.
+	ErrCodeInsufficientFunds = "insufficient_funds"
+	// ErrCodeExpired: the job's deadline passed before it was broadcast.
+	ErrCodeExpired = "expired"
+	// ErrCodeNonceUsed: the job's nonce was used by a transaction that is
+	// not relayq's while the job was being given up.
+	ErrCodeNonceUsed = "nonce_used_elsewhere"
 )

@@ -167,6 +167,9 @@ func (s *Store) fields(j *Job) []any {
 	if j.WebhookURL != "" {
 		f = append(f, "webhook_url", j.WebhookURL)
 	}
+	if j.Deadline != nil {
+		f = append(f, "deadline", j.Deadline.UTC().Format(time.RFC3339Nano))
+	}
 	return f
 }
 
@@ -285,6 +288,13 @@ func decode(h map[string]string, hist, att []string) (*Job, error) {
 		}
 	}
 	var err error
+	if d := h["deadline"]; d != "" {
+		t, err := time.Parse(time.RFC3339Nano, d)
+		if err != nil {
+			return nil, fmt.Errorf("field deadline: %w", err)
+		}
+		j.Deadline = &t
+	}
 	if j.CreatedAt, err = time.Parse(time.RFC3339Nano, h["created_at"]); err != nil {
 		return nil, fmt.Errorf("field created_at: %w", err)
 	}
@@ -348,6 +358,32 @@ func (s *Store) Oldest(ctx context.Context, st Status, limit int) ([]string, err
 		return nil, fmt.Errorf("oldest %s jobs: %w", st, err)
 	}
 	return ids, nil
+}
+
+// Deadlines returns the deadline of each job of ids that has one, in one
+// pipelined read of a single field per job (the sweeper looks at many
+// queued jobs at a time).
+func (s *Store) Deadlines(ctx context.Context, ids []string) (map[string]time.Time, error) {
+	pipe := s.rdb.Pipeline()
+	cmds := make([]*redis.StringCmd, len(ids))
+	for i, id := range ids {
+		cmds[i] = pipe.HGet(ctx, s.jobKey(id), "deadline")
+	}
+	if _, err := pipe.Exec(ctx); err != nil && !errors.Is(err, redis.Nil) {
+		return nil, fmt.Errorf("read deadlines: %w", err)
+	}
+	out := make(map[string]time.Time)
+	for i, c := range cmds {
+		if c.Val() == "" {
+			continue
+		}
+		t, err := time.Parse(time.RFC3339Nano, c.Val())
+		if err != nil {
+			return nil, fmt.Errorf("deadline of job %s: %w", ids[i], err)
+		}
+		out[ids[i]] = t
+	}
+	return out, nil
 }
 
 // Count returns how many jobs are in status st.

@@ -152,6 +152,10 @@ func (w *Worker) sendBatch(ctx context.Context, a *Account, batch []*sendReq) {
 			Fields:  jobs.Fields{"from", s.r.call.From.Hex(), "nonce", s.tx.Nonce(), "gas", s.tx.Gas(), "tx_hash", s.tx.Hash().Hex(), "raw", hexutil.Encode(s.raw)},
 			Attempt: newAttempt(s.tx, jobs.KindOriginal, s.r.fees.Head),
 			Binding: a.Nonces.KeyTag() + "bound"}
+		if s.r.j.Warning != "" {
+			// It waited for funds (checkFunds); it goes through now.
+			steps[i].Fields = append(steps[i].Fields, "warning", "")
+		}
 	}
 	for i, err := range w.store.TransitionMany(ctx, steps) {
 		out[i].err = err

@@ -28,7 +28,13 @@ func (w *Worker) HandleSendTask(ctx context.Context, t *asynq.Task) error {
 	if err != nil {
 		return fmt.Errorf("%w: %w", err, asynq.SkipRetry)
 	}
-	return w.Send(ctx, p.JobID)
+	err = w.Send(ctx, p.JobID)
+	// Tasks are enqueued with tasks.SendMaxRetry; a smaller configured
+	// budget ends the task here, and handleTaskError fails its job.
+	if n, _ := asynq.GetRetryCount(ctx); IsFailure(err) && n >= w.cfg.MaxRetries && !errors.Is(err, asynq.SkipRetry) {
+		return fmt.Errorf("%w: %w", err, asynq.SkipRetry)
+	}
+	return err
 }
 
 // Send moves one job forward: a queued job gets its transaction estimated,
@@ -54,6 +60,9 @@ func (w *Worker) Send(ctx context.Context, id string) error {
 	}
 	switch j.Status {
 	case jobs.Queued:
+		if j.Expired(w.now()) {
+			return w.expire(ctx, j)
+		}
 		return w.submit(ctx, j)
 	case jobs.Submitted:
 		return w.rebroadcast(ctx, j)
@@ -101,8 +110,9 @@ func (w *Worker) submit(ctx context.Context, j *jobs.Job) error {
 			switch txmgr.Classify(err) {
 			case txmgr.ClassPermanent:
 			case txmgr.ClassPaused:
-				a.pause(ctx, err.Error())
-				return &PausedError{Err: err}
+				// Insufficient funds: this job's value, unless the signer
+				// cannot pay for anything (estimateShort).
+				return w.estimateShort(ctx, a, j, err)
 			default:
 				return fmt.Errorf("job %s: %w", j.ID, err)
 			}
@@ -127,6 +137,14 @@ func (w *Worker) submit(ctx context.Context, j *jobs.Job) error {
 		msg := fmt.Sprintf("gas %d exceeds the block gas limit %d", gas, fees.BlockGasLimit)
 		return w.cfg.Metrics.Finished(jobs.Failed, len(j.Attempts), w.store.TransitionIf(ctx, j.ID, jobs.Queued, jobs.Failed, "too much gas",
 			jobs.Fields{"error", jobs.ErrorField(jobs.Error{Code: jobs.ErrCodeRejected, Message: msg})}, nil))
+	}
+	if j.Expired(w.now()) { // the node may have kept it waiting
+		return w.expire(ctx, j)
+	}
+	// Before a nonce is taken: a job the signer cannot pay for waits
+	// queued and holds up none of its other jobs (invariant 7).
+	if err := w.checkFunds(ctx, a, j, call.Value, gas, fees); err != nil {
+		return err
 	}
 	taskID, _ := asynq.GetTaskID(ctx) // "" outside a task (the tracker finishing an orphan)
 	err = w.sendBatched(ctx, a, &sendReq{j: j, call: call, gas: gas, fees: fees, taskID: taskID, done: make(chan error, 1)})

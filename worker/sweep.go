@@ -3,6 +3,7 @@ package worker
 import (
 	"context"
 	"errors"
+	"fmt"
 	"time"
 
 	"github.com/hibiken/asynq"
@@ -28,6 +29,11 @@ func (w *Worker) runSweeper(ctx context.Context) {
 		}
 		if held, err := lease.Hold(ctx); err != nil || !held {
 			continue
+		}
+		if n, err := w.Expire(ctx, time.Now()); err != nil && ctx.Err() == nil {
+			w.log.Warn("expire", "err", err)
+		} else if n > 0 {
+			w.log.Warn("failed queued jobs past their deadline", "jobs", n)
 		}
 		if n, err := w.Sweep(ctx, time.Now()); err != nil && ctx.Err() == nil {
 			w.log.Warn("sweep", "err", err)
@@ -161,4 +167,60 @@ func (w *Worker) RecoverOrphans(ctx context.Context) (int, error) {
 		n++
 	}
 	return n, nil
+}
+
+// Expire fails the queued jobs (among the sweepBatch oldest) whose deadline
+// passed by now, whether or not their task is running: a job waiting out a
+// node outage in its task's retries expires on time. It returns how many it
+// failed.
+func (w *Worker) Expire(ctx context.Context, now time.Time) (int, error) {
+	ids, err := w.store.Oldest(ctx, jobs.Queued, sweepBatch)
+	if err != nil || len(ids) == 0 {
+		return 0, err
+	}
+	deadlines, err := w.store.Deadlines(ctx, ids)
+	if err != nil {
+		return 0, err
+	}
+	n := 0
+	for _, id := range ids {
+		d, ok := deadlines[id]
+		if !ok || now.Before(d) {
+			continue
+		}
+		failed, err := w.expireJob(ctx, id, d)
+		if err != nil {
+			return n, err
+		}
+		if failed {
+			n++
+		}
+	}
+	return n, nil
+}
+
+// expire fails j, a queued job past its deadline.
+func (w *Worker) expire(ctx context.Context, j *jobs.Job) error {
+	_, err := w.expireJob(ctx, j.ID, *j.Deadline)
+	return err
+}
+
+// expireJob fails job id expired if it is still queued: not broadcast, so
+// it never executed. One that moved on meanwhile (signed by a concurrent
+// run) is left to the chain. A job that already holds a bound nonce it
+// never signed (a run crashed after reserving) leaves that nonce to the
+// tracker, which fills it with a no-op as for any failed job.
+func (w *Worker) expireJob(ctx context.Context, id string, deadline time.Time) (bool, error) {
+	err := w.store.TransitionIf(ctx, id, jobs.Queued, jobs.Failed, "deadline passed", jobs.Fields{"error", jobs.ErrorField(jobs.Error{
+		Code: jobs.ErrCodeExpired, Message: "the deadline " + deadline.UTC().Format(time.RFC3339) + " passed before the job was broadcast"})}, nil)
+	var bad *jobs.BadTransitionError
+	switch {
+	case errors.As(err, &bad), errors.Is(err, jobs.ErrNotFound):
+		return false, nil
+	case err != nil:
+		return false, fmt.Errorf("expire %s: %w", id, err)
+	}
+	w.cfg.Metrics.Finished(jobs.Failed, 0, nil)
+	w.log.Info("job expired before it was broadcast", "job_id", id, "deadline", deadline)
+	return true, nil
 }

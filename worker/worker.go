@@ -71,6 +71,11 @@ type Config struct {
 	// goes to the least-loaded signer under it (default
 	// DefaultMaxInFlight; see pool.go).
 	MaxInFlight int
+	// MaxRetries is how many failed runs a send task may retry before its
+	// queued job fails retries_exhausted (0: tasks.SendMaxRetry, which also
+	// bounds it). Only failures count: waiting for the node, for funds or
+	// for a paused signer does not (IsFailure).
+	MaxRetries int
 	// Queues are the Asynq queues of this worker's chain (zero:
 	// tasks.DefaultQueues); with several chains each has its own.
 	Queues tasks.Queues
@@ -80,8 +85,9 @@ type Config struct {
 type Account struct {
 	Signer signer.Signer
 	Nonces *nonce.Allocator
-	paused atomic.Bool // mirrors the allocator's paused flag, to skip a write per send
-	comb   combiner    // groups concurrent sends (see batch.go)
+	paused atomic.Bool  // mirrors the allocator's paused flag, to skip a write per send
+	comb   combiner     // groups concurrent sends (see batch.go)
+	funds  balanceCache // the balance at the latest head (see funds.go)
 }
 
 // pause records that the signer cannot pay (insufficient funds), renewing
@@ -112,6 +118,7 @@ type Worker struct {
 	registry  *nonce.Registry
 	hooks     webhooks // the webhook client, made on first use
 	pool      pool     // chooses the signer of a job without from (pool.go)
+	now       func() time.Time
 }
 
 // New connects the worker to the chain: it reads the chain id and
@@ -138,6 +145,9 @@ func New(ctx context.Context, cfg Config) (*Worker, error) {
 	if cfg.ShutdownTimeout <= 0 {
 		cfg.ShutdownTimeout = 10 * time.Second
 	}
+	if cfg.MaxRetries <= 0 || cfg.MaxRetries > tasks.SendMaxRetry {
+		cfg.MaxRetries = tasks.SendMaxRetry
+	}
 	cfg.Queues = cfg.Queues.OrDefault()
 	id, err := cfg.Backend.ChainID(ctx)
 	if err != nil {
@@ -153,6 +163,7 @@ func New(ctx context.Context, cfg Config) (*Worker, error) {
 		inspector: asynq.NewInspectorFromRedisClient(cfg.Redis),
 		log:       cfg.Log,
 		registry:  nonce.NewRegistry(cfg.Redis, cfg.Prefix),
+		now:       time.Now,
 	}
 	for _, s := range cfg.Signers {
 		a := &Account{Signer: s, Nonces: nonce.New(cfg.Redis, cfg.Prefix, id.Uint64(), s.Address())}
@@ -273,6 +284,12 @@ func (w *Worker) handleTaskError(ctx context.Context, t *asynq.Task, err error) 
 	retried, _ := asynq.GetRetryCount(ctx)
 	max, _ := asynq.GetMaxRetry(ctx)
 	id, _ := asynq.GetTaskID(ctx)
+	if !IsFailure(err) && !errors.Is(err, asynq.SkipRetry) {
+		// Waiting for the node or for funds: retried without spending a
+		// retry, possibly for hours, so not a warning each time.
+		w.log.Info("task waits", "type", t.Type(), "task_id", id, "err", err)
+		return
+	}
 	w.log.Warn("task failed", "type", t.Type(), "task_id", id, "retried", retried, "max_retry", max, "err", err)
 	if t.Type() != tasks.TypeSend || (retried < max && !errors.Is(err, asynq.SkipRetry)) {
 		return

@@ -185,7 +185,7 @@ func serve(ctx context.Context, role config.Role, cfg config.Config, log *slog.L
 				defer wg.Done()
 				if err := runChainWorker(runCtx, ch, worker.Config{
 					Redis: rdb, Prefix: ch.prefix, Queues: ch.queues, Backend: ch.backend, Signers: ch.signers, Metrics: m,
-					Concurrency: cfg.Concurrency, PollInterval: ch.cfg.PollInterval, SweepAfter: cfg.SweepAfter, JobRetention: cfg.JobRetention,
+					Concurrency: cfg.Concurrency, PollInterval: ch.cfg.PollInterval, SweepAfter: cfg.SweepAfter, JobRetention: cfg.JobRetention, MaxRetries: cfg.MaxRetries,
 					MaxFeePerGas: new(big.Int).SetUint64(ch.cfg.MaxFeePerGasWei), Log: log.With("chain", ch.cfg.Name),
 					CrashAt: cfg.TestCrashAt, StuckBlocks: ch.cfg.StuckBlocks, BumpPercent: int(ch.cfg.BumpPercent),
 					Webhook: worker.WebhookConfig{Secret: cfg.WebhookSecret, Allow: cfg.WebhookAllow},

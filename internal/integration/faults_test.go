@@ -248,8 +248,9 @@ func (s *stack) signers() signersBody {
 	return b
 }
 
-// A signer that cannot pay pauses: its job waits (not failed), the signer
-// shows as paused, and it resumes by itself once funded.
+// A signer that cannot pay even for a no-op pauses: its job waits queued
+// (no nonce is taken, nothing failed), the signer shows as paused, and it
+// resumes by itself once funded.
 func TestInsufficientFundsPausesTheSigner(t *testing.T) {
 	t.Parallel()
 	s := newStack(t, stackOptions{anvilArgs: []string{"--block-time", "1"}})
@@ -262,7 +263,8 @@ func TestInsufficientFundsPausesTheSigner(t *testing.T) {
 	}
 	got, err := s.store.Get(context.Background(), j.ID)
 	require.NoError(t, err)
-	require.Equal(t, jobs.Submitted, got.Status, "the job waits; it is not failed")
+	require.Equal(t, jobs.Queued, got.Status, "the job waits before a nonce is taken; it is not failed")
+	require.Nil(t, got.Nonce)
 
 	s.anvil.RPC(t, "anvil_setBalance", s.signer, hexutil.EncodeBig(big.NewInt(1e18)))
 	s.wait(j.ID, jobs.Confirmed)

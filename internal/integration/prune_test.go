@@ -2,12 +2,14 @@ package integration
 
 import (
 	"context"
+	"errors"
 	"testing"
 	"time"
 
 	"github.com/redis/go-redis/v9"
 	"github.com/stretchr/testify/require"
 
+	"github.com/relayq/relayq/internal/testenv"
 	"github.com/relayq/relayq/jobs"
 	"github.com/relayq/relayq/tasks"
 	"github.com/relayq/relayq/worker"
@@ -91,4 +93,50 @@ func TestSweeperRunsAJobOrphanedByADeadWorker(t *testing.T) {
 	still, err := s.store.Get(ctx, k.ID)
 	require.NoError(t, err)
 	require.Equal(t, jobs.Queued, still.Status)
+}
+
+// Issue 13, case 5. A job the node rejects for good fails with its nonce
+// still bound; while its gap fill cannot be sent (the node refuses every
+// broadcast), pruning with a tiny retention keeps it, since dropping its
+// binding would leave the nonce unfilled and block the signer. Once the
+// node takes transactions again, the fill goes out, a later job confirms,
+// and only then is the failed job pruned.
+func TestPruneKeepsAFailedJobUntilItsNonceIsFilled(t *testing.T) {
+	t.Parallel()
+	s := newStack(t, stackOptions{anvilArgs: []string{"--block-time", "1"}, proxy: true, worker: func(c *worker.Config) {
+		c.JobRetention = time.Nanosecond
+		c.SweepAfter = 2 * time.Second // the sweeper prunes every second
+	}})
+	ctx := context.Background()
+	s.proxy.Inject(testenv.Fault{Methods: []string{"eth_sendRawTransaction"}, RPCError: &testenv.RPCErrorSpec{Message: "intrinsic gas too low"}})
+	rejected := s.submit(`{"to":"` + s.counter.Hex() + `","function":"increment()"}`).ID
+	failed := s.waitFor("rejected", nil, status(jobs.Failed), rejected)
+	require.Equal(t, jobs.ErrCodeRejected, failed.Error.Code)
+	require.NotNil(t, failed.Nonce)
+
+	// Blocks go by, the tracker's fills are refused, the sweeper prunes.
+	for range 3 {
+		time.Sleep(time.Second)
+		_, err := s.worker.Prune(ctx, time.Now())
+		require.NoError(t, err)
+		_, err = s.store.Get(ctx, rejected)
+		require.NoError(t, err, "its nonce still waits for the fill")
+	}
+	require.Positive(t, s.proxy.Faulted(), "the fill was tried and refused")
+
+	s.proxy.Clear()
+	next := s.submit(`{"to":"` + s.counter.Hex() + `","function":"increment()"}`).ID
+	done := s.wait(next, jobs.Confirmed)
+	require.Equal(t, *failed.Nonce+1, *done.Nonce)
+	require.Equal(t, uint64(1), s.count(), "the rejected job never ran; the next one once")
+	deadline := time.Now().Add(30 * time.Second)
+	for {
+		_, err := s.store.Get(ctx, rejected)
+		if errors.Is(err, jobs.ErrNotFound) {
+			break
+		}
+		require.NoError(t, err)
+		require.True(t, time.Now().Before(deadline), "the filled job was never pruned")
+		time.Sleep(100 * time.Millisecond)
+	}
 }

@@ -40,10 +40,10 @@ type stack struct {
 	rdb     *redis.Client
 	chain   *devchain.Chain    // the simulated chain, or nil on anvil
 	anvil   *testenv.AnvilNode // anvil, or nil
+	proxy   *testenv.RPCProxy  // between the worker and the node (stackOptions.proxy), or nil
 	runCtx  context.Context
 	node    *txmgr.RPC
-	backend txmgr.Backend     // what the worker uses (node, or a fault wrapper)
-	proxy   *testenv.RPCProxy // between the worker and the node (stackOptions.proxy)
+	backend txmgr.Backend // what the worker uses (node, or a fault wrapper)
 	worker  *worker.Worker
 	api     *httptest.Server
 	counter common.Address
@@ -56,7 +56,7 @@ type stackOptions struct {
 	noWorkerRun bool                              // build the worker but do not start it
 	anvilArgs   []string                          // run on anvil with these args instead of the simulated chain
 	worker      func(*worker.Config)              // adjust the worker's configuration
-	proxy       bool                              // the worker reaches the node through s.proxy
+	proxy       bool                              // the worker reaches the node through an RPCProxy (s.proxy); the API directly
 }
 
 func newStack(t *testing.T, opts stackOptions) *stack {
@@ -91,10 +91,10 @@ func newStack(t *testing.T, opts stackOptions) *stack {
 	s.backend = s.node
 	if opts.proxy {
 		s.proxy = testenv.NewRPCProxy(t, url)
-		through, err := txmgr.Dial(ctx, s.proxy.URL(), 5*time.Second)
+		via, err := txmgr.Dial(ctx, s.proxy.URL(), 5*time.Second)
 		require.NoError(t, err)
-		t.Cleanup(through.Close)
-		s.backend = through
+		t.Cleanup(via.Close)
+		s.backend = via
 	}
 	if opts.wrap != nil {
 		s.backend = opts.wrap(s.backend)
