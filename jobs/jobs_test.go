@@ -26,6 +26,7 @@ func TestCanTransition(t *testing.T) {
 		{jobs.Submitted, jobs.Cancelled}: true,
 		{jobs.Mined, jobs.Confirmed}:     true,
 		{jobs.Mined, jobs.Failed}:        true,
+		{jobs.Mined, jobs.Cancelled}:     true, // a cancellation, final once deep
 		{jobs.Mined, jobs.Submitted}:     true, // a reorg: the one step back
 	}
 	for _, from := range jobs.Statuses {
