@@ -281,8 +281,8 @@ func (d *decider) watch(j Job) {
 // suggestion: a pool may refuse it whatever happens, so sending the same
 // bytes again will not do.
 func (d *decider) underpriced(a Attempt) bool {
-	f, ok := d.current()
-	return ok && a.Fees.FeeCap.Cmp(f.FeeCap) < 0
+	f := d.obs.Fees // uncapped: at the ceiling it is still underpriced
+	return f.FeeCap != nil && a.Fees.FeeCap.Cmp(f.FeeCap) < 0
 }
 
 // recheck re-broadcasts the job's pending transaction if the node, asked

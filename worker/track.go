@@ -428,7 +428,8 @@ func (t *Tracker) markMined(ctx context.Context, j *jobs.Job, r *types.Receipt, 
 	if err := t.w.store.TransitionIf(ctx, j.ID, jobs.Submitted, jobs.Mined, note, fields, nil); err != nil {
 		return err
 	}
-	j.Status = jobs.Mined
+	bn, st := r.BlockNumber.Uint64(), r.Status
+	j.Status, j.TxHash, j.BlockNumber, j.BlockHash, j.ReceiptStatus = jobs.Mined, r.TxHash.Hex(), &bn, r.BlockHash.Hex(), &st
 	t.w.cfg.Metrics.Stage(metrics.StageMined, j.CreatedAt)
 	t.w.log.Info("mined", "job_id", j.ID, "kind", a.Kind, "tx_hash", r.TxHash.Hex(), "block", r.BlockNumber.Uint64(), "status", r.Status)
 	return nil
@@ -442,8 +443,11 @@ func (t *Tracker) finalize(ctx context.Context, j *jobs.Job, f lane.Finalize) er
 	switch {
 	case f.To == jobs.Failed && f.Code == lane.CodeReverted:
 		jerr := jobs.Error{Code: jobs.ErrCodeRevertedOnChain, Message: "transaction reverted on chain"}
-		if tx, err := txmgr.RawTx(j.Raw); err == nil && j.BlockNumber != nil && tx.Hash() == common.HexToHash(j.TxHash) {
-			data, cerr := txmgr.ReplayRevert(ctx, t.w.cfg.Backend, tx, t.a.Signer.Address(), new(big.Int).SetUint64(*j.BlockNumber))
+		if call, err := jobCall(j, t.a.Signer.Address()); err == nil && f.Receipt != nil {
+			// The call is the same in every attempt; replay it on the state
+			// before its block to read why it reverted.
+			tx := types.NewTx(&types.DynamicFeeTx{To: &call.To, Value: call.Value, Data: call.Data, Gas: j.Gas})
+			data, cerr := txmgr.ReplayRevert(ctx, t.w.cfg.Backend, tx, t.a.Signer.Address(), new(big.Int).SetUint64(f.Receipt.Block))
 			if len(data) > 0 {
 				jerr = t.w.revertErrorAt(ctx, jobs.ErrCodeRevertedOnChain, cerr, j.To)
 				jerr.Message = "transaction reverted on chain: " + jerr.Message

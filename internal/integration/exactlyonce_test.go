@@ -113,7 +113,7 @@ func TestACancellationIsFinalOnlyWhenDeep(t *testing.T) {
 	r := s.do(http.MethodPost, "/v1/jobs/"+j.ID+"/cancel", "")
 	require.Equal(t, http.StatusAccepted, r.Status, string(r.Body))
 	s.runWorker()
-	s.waitFor("cancel sent", nil, func(j jobs.Job) bool { return len(j.Attempts) == 2 }, j.ID)
+	s.waitSent(s.waitFor("cancel sent", nil, func(j jobs.Job) bool { return len(j.Attempts) == 2 }, j.ID).Attempts[1].Hash)
 	s.mine()
 	mined := s.waitFor("mined", nil, status(jobs.Mined), j.ID)
 	require.Equal(t, mined.Attempts[1].Hash, mined.TxHash, "the cancellation was mined")

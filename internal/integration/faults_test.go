@@ -44,6 +44,23 @@ func (s *stack) waitFor(what string, step func(), cond func(j jobs.Job) bool, id
 	}
 }
 
+// waitSent waits until the node knows a transaction: the write-ahead comes
+// before the broadcast, so a persisted attempt may not have reached the
+// pool yet (a block mined in between would hold what it replaces).
+func (s *stack) waitSent(hash string) {
+	s.t.Helper()
+	deadline := time.Now().Add(30 * time.Second)
+	for {
+		known, err := s.node.TransactionsKnown(context.Background(), []common.Hash{common.HexToHash(hash)})
+		require.NoError(s.t, err)
+		if known[0] {
+			return
+		}
+		require.True(s.t, time.Now().Before(deadline), "transaction %s never reached the node", hash)
+		time.Sleep(20 * time.Millisecond)
+	}
+}
+
 func status(st jobs.Status) func(jobs.Job) bool {
 	return func(j jobs.Job) bool { return j.Status == st }
 }
@@ -213,7 +230,7 @@ func TestCancel(t *testing.T) {
 	require.Equal(t, http.StatusAccepted, r.Status, string(r.Body))
 	require.True(t, r.job(t).CancelRequested)
 	s.runWorker()
-	s.waitFor("cancel sent", nil, func(j jobs.Job) bool { return len(j.Attempts) == 2 }, j.ID)
+	s.waitSent(s.waitFor("cancel sent", nil, func(j jobs.Job) bool { return len(j.Attempts) == 2 }, j.ID).Attempts[1].Hash)
 	done := s.waitFor("cancelled", s.mine, status(jobs.Cancelled), j.ID)
 	require.Equal(t, []string{jobs.KindOriginal, jobs.KindCancel}, kinds(done))
 	require.Equal(t, done.Attempts[1].Hash, done.TxHash)

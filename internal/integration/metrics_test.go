@@ -335,7 +335,7 @@ func TestMetricsCountACancel(t *testing.T) {
 	r := s.do(http.MethodPost, "/v1/jobs/"+j.ID+"/cancel", "")
 	require.Equal(t, http.StatusAccepted, r.Status, string(r.Body))
 	s.runWorker()
-	s.waitFor("cancel sent", nil, func(j jobs.Job) bool { return len(j.Attempts) == 2 }, j.ID)
+	s.waitSent(s.waitFor("cancel sent", nil, func(j jobs.Job) bool { return len(j.Attempts) == 2 }, j.ID).Attempts[1].Hash)
 	done := s.waitFor("cancelled", s.mine, status(jobs.Cancelled), j.ID)
 	require.Equal(t, []string{jobs.KindOriginal, jobs.KindCancel}, kinds(done))
 

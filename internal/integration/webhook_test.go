@@ -287,8 +287,9 @@ func TestWebhookDeliversEveryEventOnceDespiteReceiverFailures(t *testing.T) {
 		}
 		ids = append(ids, j.ID)
 	}
-	// mined + confirmed twice, failed twice, cancelled once.
-	require.Len(t, want, 7)
+	// mined + confirmed twice, mined + failed (reverted on chain: mined
+	// first, failed once deep), failed at estimate, cancelled.
+	require.Len(t, want, 8)
 	waitDelivered(t, s, rcv, want, ids)
 	got := checkEvents(t, rcv, want)
 	for id, as := range got {
