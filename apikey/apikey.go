@@ -131,4 +131,3 @@ func ParseSecrets(entries []string, minLen int) (map[string]string, error) {
 	}
 	return out, nil
 }
-
