@@ -1,6 +1,8 @@
 package api
 
 import (
+	"crypto/sha256"
+	"encoding/hex"
 	"encoding/json"
 	"fmt"
 	"net/http"
@@ -217,4 +219,45 @@ func TestTenancyWebhookSecretPerKey(t *testing.T) {
 	r = b.as(bobKey, http.MethodPost, "/v1/jobs", body)
 	require.Equal(t, http.StatusBadRequest, r.Status, string(r.Body))
 	require.Equal(t, "webhooks_disabled", r.err(t).Code)
+}
+
+// A bare key's Idempotency-Keys keep the scope they had before keys had
+// names (the key's short hash), so a retry across the upgrade still finds
+// its job; a named key's are scoped by its name.
+func TestTenancyIdempotencyScopeKeptForBareKeys(t *testing.T) {
+	t.Parallel()
+	b := setup(t, func(c *Config) { c.APIKeys = []string{testKey, "alice:" + aliceKey} })
+	body := `{"to":"` + testCounter + `"}`
+	for _, tc := range []struct{ key, scope string }{
+		{testKey, hex.EncodeToString(sha256Of(testKey)[:8])},
+		{aliceKey, "key:alice"},
+	} {
+		r := b.as(tc.key, http.MethodPost, "/v1/jobs", body, "Idempotency-Key", "retry-me")
+		require.Equal(t, http.StatusAccepted, r.Status, string(r.Body))
+		idem := sha256Of(tc.scope + "\x00retry-me")
+		n, err := b.rdb.Exists(t.Context(), "relayq:idem:"+hex.EncodeToString(idem)).Result()
+		require.NoError(t, err)
+		require.EqualValues(t, 1, n, "scope %q", tc.scope)
+	}
+}
+
+// Bad RELAYQ_API_KEYS entries stop the API at start, without the key in
+// the error.
+func TestTenancyBadKeysRefused(t *testing.T) {
+	t.Parallel()
+	for _, keys := range [][]string{
+		{"alice:" + aliceKey, "alice:" + bobKey},
+		{"alice:" + aliceKey, "bob:" + aliceKey},
+		{"alice:" + aliceKey + ":root"},
+	} {
+		_, err := New(t.Context(), Config{APIKeys: keys, Chains: []Chain{{Name: "x", ChainID: 1}}})
+		require.ErrorContains(t, err, "api: API keys: entry")
+		require.NotContains(t, err.Error(), aliceKey)
+		require.NotContains(t, err.Error(), bobKey)
+	}
+}
+
+func sha256Of(s string) []byte {
+	sum := sha256.Sum256([]byte(s))
+	return sum[:]
 }
