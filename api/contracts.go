@@ -96,7 +96,7 @@ func (cc *contractCache) keep(ns, name string, c *registered) {
 	cc.m[jobs.QualifiedName(ns, name)] = cachedContract{c: c, at: cc.now()}
 }
 
-// resolve loads the contract name means in namespace ns: ns's own, else
+// resolveContract loads the contract name means in namespace ns: ns's own, else
 // the shared one. It answers jobs.ErrContractNotFound when neither exists.
 func resolveContract(ctx context.Context, reg *jobs.Contracts, ns, name string) (*jobs.Contract, error) {
 	if ns != "" {
