@@ -102,7 +102,7 @@ func (s *Server) createBatch(c echo.Context) (err error) {
 		h := sha256.New()
 		fmt.Fprintf(h, "%d\x00", len(calls))
 		for i, call := range calls {
-			sum := sha256.Sum256([]byte(fmt.Sprint(c.Get("api_key_id"), "\x00batch\x00", idem, "\x00", i)))
+			sum := sha256.Sum256([]byte(fmt.Sprint(caller(c).idemScope, "\x00batch\x00", idem, "\x00", i)))
 			keys[i] = hex.EncodeToString(sum[:])
 			h.Write([]byte(call.hash()))
 			h.Write([]byte{0})
@@ -114,7 +114,7 @@ func (s *Server) createBatch(c echo.Context) (err error) {
 	}
 	js := make([]*jobs.Job, len(calls))
 	for i, call := range calls {
-		js[i] = s.newJob(call)
+		js[i] = s.newJob(call, caller(c).name)
 		if batchHash != "" {
 			js[i].BodyHash = batchHash
 		}
@@ -162,7 +162,7 @@ func (s *Server) validateItem(ctx context.Context, raw json.RawMessage) (*call, 
 	if e != nil {
 		return nil, e
 	}
-	if e := s.checkWebhookURL(call.WebhookURL); e != nil {
+	if e := s.checkWebhookURL(ctx, call.WebhookURL); e != nil {
 		return nil, e
 	}
 	if call.From != nil {
@@ -208,11 +208,12 @@ func (s *Server) simulateBatch(ctx context.Context, calls []*call, keys []string
 }
 
 // newJob is the job record of a validated call, as POST /v1/jobs and each
-// job of a batch store it.
-func (s *Server) newJob(call *call) *jobs.Job {
+// job of a batch store it, created by the API key named owner.
+func (s *Server) newJob(call *call, owner string) *jobs.Job {
 	j := &jobs.Job{
 		ID:            jobs.NewID(),
 		ChainID:       s.chainID,
+		APIKey:        owner,
 		To:            call.To.Hex(),
 		Function:      call.Function,
 		Args:          call.Args,

@@ -52,6 +52,12 @@ type registered struct {
 	abi     *abi.ABI
 }
 
+// Contract namespaces. An admin key registers contracts in the shared
+// namespace; any other key in its own (jobs.QualifiedName). A name
+// resolves first in the caller's namespace, then in the shared one, so one
+// key's registration never changes what another key's "contract" means,
+// and only admins can replace a shared name.
+
 // contractCache is the API's short-lived copy of registered contracts.
 type contractCache struct {
 	reg *jobs.Contracts
@@ -79,21 +85,34 @@ func parseRegistered(ct *jobs.Contract) (*registered, error) {
 	return &registered{name: ct.Name, address: common.HexToAddress(ct.Address), abi: &parsed}, nil
 }
 
-// keep caches c, emptying the cache when it is full.
-func (cc *contractCache) keep(c *registered) {
+// keep caches c as what name resolves to in namespace ns, emptying the
+// cache when it is full.
+func (cc *contractCache) keep(ns, name string, c *registered) {
 	cc.mu.Lock()
 	defer cc.mu.Unlock()
 	if len(cc.m) >= maxCachedContract {
 		cc.m = map[string]cachedContract{}
 	}
-	cc.m[c.name] = cachedContract{c: c, at: cc.now()}
+	cc.m[jobs.QualifiedName(ns, name)] = cachedContract{c: c, at: cc.now()}
 }
 
-// lookup returns the contract registered under name: an unknown name is a
-// 400 about the field "contract".
-func (cc *contractCache) lookup(ctx context.Context, name string) (*registered, *Error) {
+// resolveContract loads the contract name means in namespace ns: ns's own, else
+// the shared one. It answers jobs.ErrContractNotFound when neither exists.
+func resolveContract(ctx context.Context, reg *jobs.Contracts, ns, name string) (*jobs.Contract, error) {
+	if ns != "" {
+		ct, err := reg.Get(ctx, jobs.QualifiedName(ns, name))
+		if !errors.Is(err, jobs.ErrContractNotFound) {
+			return ct, err
+		}
+	}
+	return reg.Get(ctx, name)
+}
+
+// lookup returns the contract name means in namespace ns (see
+// resolveContract): an unknown name is a 400 about the field "contract".
+func (cc *contractCache) lookup(ctx context.Context, ns, name string) (*registered, *Error) {
 	cc.mu.Lock()
-	hit, ok := cc.m[name]
+	hit, ok := cc.m[jobs.QualifiedName(ns, name)]
 	cc.mu.Unlock()
 	if ok && cc.now().Sub(hit.at) < contractTTL {
 		return hit.c, nil
@@ -101,7 +120,7 @@ func (cc *contractCache) lookup(ctx context.Context, name string) (*registered, 
 	if !contractName.MatchString(name) {
 		return nil, invalid("unknown_contract", "contract", "contract %q is not a registered name (names are 1 to 64 of a-z A-Z 0-9 _ . -)", clip(name))
 	}
-	ct, err := cc.reg.Get(ctx, name)
+	ct, err := resolveContract(ctx, cc.reg, ns, name)
 	if errors.Is(err, jobs.ErrContractNotFound) {
 		return nil, invalid("unknown_contract", "contract", "no contract is registered as %q: register it with POST /v1/contracts", name)
 	}
@@ -112,15 +131,15 @@ func (cc *contractCache) lookup(ctx context.Context, name string) (*registered, 
 	if err != nil { // it parsed when it was registered
 		return nil, apiError(CodeInternal, "contract %s has an ABI that no longer parses: %v", name, err)
 	}
-	cc.keep(c)
+	cc.keep(ns, name, c)
 	return c, nil
 }
 
 // validateRequest resolves the registered contract a request names, if
-// any, and validates the request.
+// any, in the caller's namespace, and validates the request.
 func (s *Server) validateRequest(ctx context.Context, r *jobRequest) (*call, *Error) {
 	if r.Contract != nil {
-		c, e := s.contracts.lookup(ctx, *r.Contract)
+		c, e := s.contracts.lookup(ctx, principalOf(ctx).namespace(), *r.Contract)
 		if e != nil {
 			return nil, e
 		}
@@ -227,7 +246,9 @@ func (s *Server) callFailure(err error, doing string, c *call) *Error {
 
 // createContract answers POST /v1/contracts: 201 for a new name, 200 for
 // the same address and ABI again (or a replacement, with ?replace=true),
-// 409 for a different contract under a name in use.
+// 409 for a different contract under a name in use. The name is in the
+// caller's namespace: shared for an admin, its own for any other key, so
+// ?replace=true replaces only a contract of that namespace.
 func (s *Server) createContract(c echo.Context) error {
 	replace := false
 	for k, v := range c.QueryParams() {
@@ -274,7 +295,8 @@ func (s *Server) createContract(c echo.Context) error {
 	}
 	canon := json.RawMessage(canonicalJSON(req.ABI)) // the same ABI with other spacing or key order is the same
 	sum := sha256.Sum256(canon)
-	ct := jobs.Contract{Name: *req.Name, Address: addr.Hex(), ABI: canon, ABIHash: hexutil.Encode(sum[:])}
+	ns := caller(c).namespace()
+	ct := jobs.Contract{Name: *req.Name, Owner: ns, Address: addr.Hex(), ABI: canon, ABIHash: hexutil.Encode(sum[:])}
 	got, res, err := s.contractReg.Put(c.Request().Context(), ct, replace)
 	if errors.Is(err, jobs.ErrContractExists) {
 		return &Error{Kind: CodeConflict, Code: "contract_exists", Field: "name",
@@ -284,7 +306,7 @@ func (s *Server) createContract(c echo.Context) error {
 		return apiError(CodeUnavailable, "could not register the contract: %v", err)
 	}
 	if r, err := parseRegistered(got); err == nil {
-		s.contracts.keep(r)
+		s.contracts.keep(ns, got.Name, r)
 	}
 	loc := "/v1/contracts/" + got.Name
 	if len(s.chains.list) > 1 { // a contract is registered on one chain
@@ -297,13 +319,14 @@ func (s *Server) createContract(c echo.Context) error {
 	return c.JSON(http.StatusOK, got)
 }
 
-// getContract answers GET /v1/contracts/{name}.
+// getContract answers GET /v1/contracts/{name}: the contract the name
+// means to the caller (its own namespace first, then the shared one).
 func (s *Server) getContract(c echo.Context) error {
 	name := c.Param("name")
 	if !contractName.MatchString(name) {
 		return apiError(CodeNotFound, "no contract %q", clip(name))
 	}
-	ct, err := s.contractReg.Get(c.Request().Context(), name)
+	ct, err := resolveContract(c.Request().Context(), s.contractReg, caller(c).namespace(), name)
 	if errors.Is(err, jobs.ErrContractNotFound) {
 		return apiError(CodeNotFound, "no contract %q", name)
 	}

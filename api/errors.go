@@ -13,6 +13,7 @@ import (
 const (
 	CodeInvalidRequest   = "invalid_request"   // malformed or invalid body, query or header
 	CodeUnauthorized     = "unauthorized"      // no or wrong API key
+	CodeForbidden        = "forbidden"         // the API key's role does not allow the route (not an admin)
 	CodeNotFound         = "not_found"         // no such job or route
 	CodeIdempotencyReuse = "idempotency_reuse" // Idempotency-Key reused with a different body
 	CodeConflict         = "conflict"          // the job's status does not allow the request
@@ -36,6 +37,7 @@ const (
 var statusOf = map[string]int{
 	CodeInvalidRequest:   http.StatusBadRequest,
 	CodeUnauthorized:     http.StatusUnauthorized,
+	CodeForbidden:        http.StatusForbidden,
 	CodeNotFound:         http.StatusNotFound,
 	CodeIdempotencyReuse: http.StatusConflict,
 	CodeConflict:         http.StatusConflict,

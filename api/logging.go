@@ -56,6 +56,9 @@ func (s *Server) requestLog() echo.MiddlewareFunc {
 			if id, _ := c.Get(apiKeyIDKey).(string); id != "" {
 				attrs = append(attrs, slog.String("api_key_id", id))
 			}
+			if name, _ := c.Get(apiKeyNameKey).(string); name != "" {
+				attrs = append(attrs, slog.String("api_key", name))
+			}
 			if id, _ := c.Get(jobIDKey).(string); id != "" {
 				attrs = append(attrs, slog.String("job_id", id))
 			}

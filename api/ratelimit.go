@@ -10,8 +10,8 @@ import (
 )
 
 // rateLimit limits each caller to cfg.RateLimit requests per second with
-// bursts of cfg.RateBurst: a token bucket per API key (keyed by the key's
-// short hash, set by auth), or per client address when the API runs
+// bursts of cfg.RateBurst: a token bucket per API key name (set by auth;
+// the bare keys share the one of "default"), or per client address when the API runs
 // without keys. Buckets live in this process's memory, so the limit is per
 // API process. It goes after auth, so unauthenticated requests never reach
 // it; health, readiness, metrics and the OpenAPI document are not behind it.
@@ -33,14 +33,14 @@ func (s *Server) rateLimit() echo.MiddlewareFunc {
 	retryAfter := strconv.Itoa(int(math.Max(1, math.Ceil(1/r))))
 	direct := echo.ExtractIPDirect() // not X-Forwarded-For: a caller could pick its own bucket
 	per := "API key"
-	if len(s.cfg.APIKeys) == 0 {
+	if len(s.keys) == 0 {
 		per = "client address"
 	}
 	return middleware.RateLimiterWithConfig(middleware.RateLimiterConfig{
 		Store: store,
 		IdentifierExtractor: func(c echo.Context) (string, error) {
-			if id, _ := c.Get(apiKeyIDKey).(string); id != "" {
-				return "key:" + id, nil
+			if name, _ := c.Get(apiKeyNameKey).(string); name != "" {
+				return "key:" + name, nil
 			}
 			return "ip:" + direct(c.Request()), nil
 		},

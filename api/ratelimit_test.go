@@ -9,14 +9,14 @@ import (
 	"github.com/stretchr/testify/require"
 )
 
-// Each API key has its own bucket: once a key's burst is spent it gets 429
+// Each API key (by name) has its own bucket: once a key's burst is spent it gets 429
 // with Retry-After, in the API's error format, and its request changes
 // nothing; another key, and the routes outside /v1 and the monitor, go on.
 // The rate is so low that no token comes back during the test.
 func TestRateLimitPerKey(t *testing.T) {
 	t.Parallel()
 	b := setup(t, func(c *Config) {
-		c.APIKeys = []string{testKey, otherKey}
+		c.APIKeys = []string{"ops:" + testKey + ":admin", "client:" + otherKey}
 		c.RateLimit, c.RateBurst = 0.001, 2
 	})
 	for i := range 2 {

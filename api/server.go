@@ -25,6 +25,7 @@ import (
 	"github.com/labstack/echo/v4/middleware"
 	"github.com/redis/go-redis/v9"
 
+	"github.com/relayq/relayq/apikey"
 	"github.com/relayq/relayq/jobs"
 	"github.com/relayq/relayq/metrics"
 	"github.com/relayq/relayq/nonce"
@@ -48,7 +49,7 @@ type Config struct {
 	RedisConnOpt  asynq.RedisConnOpt // for the monitor, which opens its own connections
 	Prefix        string
 	Node          Node
-	APIKeys       []string // empty: no auth
+	APIKeys       []string // RELAYQ_API_KEYS entries (apikey.Parse); empty: no auth
 	Signers       []common.Address
 	Confirmations uint64
 	MonitorWrite  bool
@@ -67,6 +68,10 @@ type Config struct {
 	// WebhookAllow exempts prefixes from the SSRF policy (see api/webhook.go).
 	WebhookSecret string
 	WebhookAllow  []netip.Prefix
+	// WebhookSecrets are API keys' own secrets, by key name
+	// (RELAYQ_WEBHOOK_SECRETS): a key with one may give webhook_url even
+	// without WebhookSecret.
+	WebhookSecrets map[string]string
 
 	// StoreOptions configure the job store: jobs.WithReplicas makes a job
 	// wait for Redis replicas before it is answered 202.
@@ -106,6 +111,8 @@ type Server struct {
 	queues tasks.Queues
 	chains *chainSet
 
+	keys []apikey.Key // parsed cfg.APIKeys (the first chain's Server)
+
 	mu          sync.Mutex
 	signers     map[common.Address]bool
 	signersRead time.Time
@@ -127,6 +134,10 @@ func New(ctx context.Context, cfg Config) (*Server, error) {
 	}
 	if len(cfg.Chains) == 0 {
 		cfg.Chains = []Chain{{Name: DefaultChainName, Prefix: cfg.Prefix, Node: cfg.Node, Signers: cfg.Signers, Confirmations: cfg.Confirmations}}
+	}
+	keys, err := apikey.Parse(cfg.APIKeys)
+	if err != nil {
+		return nil, fmt.Errorf("api: API keys: %w", err)
 	}
 	enqueuer := asynq.NewClientFromRedisClient(cfg.Redis)
 	all := &chainSet{}
@@ -169,6 +180,7 @@ func New(ctx context.Context, cfg Config) (*Server, error) {
 	s := all.list[0]
 	s.echo = echo.New()
 	s.monitor = asynqmon.New(asynqmon.Options{RootPath: "/monitor", RedisConnOpt: cfg.RedisConnOpt, ReadOnly: !cfg.MonitorWrite})
+	s.keys = keys
 	s.routes()
 	return s, nil
 }
@@ -212,26 +224,30 @@ func (s *Server) routes() {
 	v1.GET("/jobs/:id", s.onChain(byJob, (*Server).getJob))
 	v1.POST("/jobs/:id/cancel", s.onChain(byJob, (*Server).cancelJob))
 	v1.GET("/signers", s.listAllSigners)
-	v1.POST("/signers/:address/reconcile", s.onChain(byQuery, (*Server).reconcileSigner))
+	v1.POST("/signers/:address/reconcile", s.onChain(byQuery, (*Server).reconcileSigner), adminOnly)
 	v1.POST("/jobs/batch", s.onChain(counted(byBody), (*Server).createBatch), middleware.BodyLimit(s.cfg.BatchBodyLimit))
 	v1.POST("/calls", s.onChain(byBody, (*Server).call))
 	v1.POST("/contracts", s.onChain(byBody, (*Server).createContract))
 	v1.GET("/contracts/:name", s.onChain(byQuery, (*Server).getContract))
 
 	mon := echo.WrapHandler(s.monitor)
-	e.Any("/monitor", mon, auth, limit)
-	e.Any("/monitor/*", mon, auth, limit)
+	// The monitor shows and (with MonitorWrite) changes every key's tasks:
+	// admins only.
+	e.Any("/monitor", mon, auth, limit, adminOnly)
+	e.Any("/monitor/*", mon, auth, limit, adminOnly)
 }
 
 // auth checks Authorization: Bearer <key> in constant time against every
-// configured key; with no keys configured it lets everything through.
+// configured key, and puts the key's principal (name and role) in the
+// request's context; with no keys configured it lets everything through,
+// as the anonymous admin.
 func (s *Server) auth() echo.MiddlewareFunc {
-	if len(s.cfg.APIKeys) == 0 {
+	if len(s.keys) == 0 {
 		return func(next echo.HandlerFunc) echo.HandlerFunc { return next }
 	}
-	keys := make([][32]byte, len(s.cfg.APIKeys))
-	for i, k := range s.cfg.APIKeys {
-		keys[i] = sha256.Sum256([]byte(k))
+	keys := make([][32]byte, len(s.keys))
+	for i, k := range s.keys {
+		keys[i] = sha256.Sum256([]byte(k.Key))
 	}
 	return middleware.KeyAuthWithConfig(middleware.KeyAuthConfig{
 		KeyLookup:  "header:" + echo.HeaderAuthorization,
@@ -240,12 +256,21 @@ func (s *Server) auth() echo.MiddlewareFunc {
 			// Comparing digests keeps the comparison constant-time even
 			// when the lengths differ.
 			got := sha256.Sum256([]byte(key))
-			ok := 0
+			ok, match := 0, 0
 			for i := range keys {
-				ok |= subtle.ConstantTimeCompare(got[:], keys[i][:])
+				eq := subtle.ConstantTimeCompare(got[:], keys[i][:])
+				ok |= eq
+				match = subtle.ConstantTimeSelect(eq, i, match)
 			}
 			if ok == 1 {
-				c.Set("api_key_id", hex.EncodeToString(got[:8]))
+				id, k := hex.EncodeToString(got[:8]), s.keys[match]
+				p := principal{name: k.Name, admin: k.Admin, idemScope: id}
+				if !k.Bare {
+					p.idemScope = "key:" + k.Name
+				}
+				c.Set(apiKeyIDKey, id)
+				c.Set(apiKeyNameKey, k.Name)
+				c.SetRequest(c.Request().WithContext(withPrincipal(c.Request().Context(), p)))
 			}
 			return ok == 1, nil
 		},
@@ -338,7 +363,7 @@ func (s *Server) createJob(c echo.Context) (err error) {
 	if e != nil {
 		return e
 	}
-	if e := s.checkWebhookURL(call.WebhookURL); e != nil {
+	if e := s.checkWebhookURL(ctx, call.WebhookURL); e != nil {
 		return e
 	}
 	if call.From != nil {
@@ -350,11 +375,11 @@ func (s *Server) createJob(c echo.Context) (err error) {
 			return invalid("unknown_signer", "from", "from %s is not a signer of this relayq", call.From.Hex())
 		}
 	}
-	j := s.newJob(call)
+	j := s.newJob(call, caller(c).name)
 	idemKey := ""
 	if idem != "" {
 		// Scoped by API key so two clients' keys never collide.
-		sum := sha256.Sum256([]byte(fmt.Sprint(c.Get("api_key_id"), "\x00", idem)))
+		sum := sha256.Sum256([]byte(fmt.Sprint(caller(c).idemScope, "\x00", idem)))
 		idemKey = hex.EncodeToString(sum[:])
 	}
 	if call.Simulate {
@@ -444,7 +469,9 @@ func (s *Server) getJob(c echo.Context) error {
 		return apiError(CodeNotFound, "no job %q", clip(id))
 	}
 	j, err := s.store.Get(c.Request().Context(), id)
-	if errors.Is(err, jobs.ErrNotFound) {
+	if errors.Is(err, jobs.ErrNotFound) || err == nil && !caller(c).owns(j) {
+		// Another key's job is answered as an unknown id: its existence
+		// is not the caller's to learn.
 		return apiError(CodeNotFound, "no job %q", id)
 	}
 	if err != nil {
@@ -481,7 +508,15 @@ func (s *Server) listJobs(c echo.Context) error {
 	if _, ok := jobs.CreatedAt(cursor); cursor != "" && !ok {
 		return invalid("invalid_cursor", "cursor", "cursor is not one this API returned")
 	}
-	list, next, err := s.store.List(c.Request().Context(), st, limit, cursor)
+	var list []*jobs.Job
+	var next string
+	var err error
+	if p := caller(c); p.admin {
+		list, next, err = s.store.List(c.Request().Context(), st, limit, cursor)
+	} else {
+		// The key's own index: every page is full of its jobs.
+		list, next, err = s.store.ListOwned(c.Request().Context(), p.name, st, limit, cursor)
+	}
 	if err != nil {
 		return apiError(CodeUnavailable, "could not list jobs: %v", err)
 	}

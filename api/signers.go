@@ -131,8 +131,8 @@ func (s *Server) cancelJob(c echo.Context) error {
 	}
 	for range 3 { // a job may move between our read and our write
 		j, err := s.store.Get(ctx, id)
-		if errors.Is(err, jobs.ErrNotFound) {
-			return apiError(CodeNotFound, "no job %q", id)
+		if errors.Is(err, jobs.ErrNotFound) || err == nil && !caller(c).owns(j) {
+			return apiError(CodeNotFound, "no job %q", id) // another key's job, as getJob
 		}
 		if err != nil {
 			return apiError(CodeUnavailable, "could not load the job: %v", err)

@@ -1,6 +1,7 @@
 package api
 
 import (
+	"context"
 	"errors"
 
 	"github.com/relayq/relayq/webhook"
@@ -11,12 +12,12 @@ import (
 // malformed, or names an address the SSRF policy refuses (a literal IP or
 // localhost), is refused now rather than at its first delivery. Host names
 // are checked again at every connection by the worker.
-func (s *Server) checkWebhookURL(raw string) *Error {
+func (s *Server) checkWebhookURL(ctx context.Context, raw string) *Error {
 	if raw == "" {
 		return nil
 	}
-	if s.cfg.WebhookSecret == "" {
-		return invalid("webhooks_disabled", "webhook_url", "webhook_url is not accepted: this deployment has no RELAYQ_WEBHOOK_SECRET to sign deliveries with")
+	if s.cfg.WebhookSecret == "" && s.cfg.WebhookSecrets[principalOf(ctx).name] == "" {
+		return invalid("webhooks_disabled", "webhook_url", "webhook_url is not accepted: this deployment has no RELAYQ_WEBHOOK_SECRET, nor a secret for this API key in RELAYQ_WEBHOOK_SECRETS, to sign deliveries with")
 	}
 	err := webhook.NewPolicy(s.cfg.WebhookAllow).CheckURL(raw)
 	var ue *webhook.URLError

@@ -15,6 +15,7 @@ import (
 	"strings"
 	"time"
 
+	"github.com/relayq/relayq/apikey"
 	"github.com/relayq/relayq/internal/redisconn"
 	"github.com/relayq/relayq/webhook"
 )
@@ -59,7 +60,7 @@ type Config struct {
 	Listen          string        // RELAYQ_LISTEN
 	PprofListen     string        // RELAYQ_PPROF_LISTEN: host:port serving net/http/pprof, for profiling ("": off)
 	MetricsListen   string        // RELAYQ_METRICS_LISTEN: host:port serving /metrics on its own ("": not served apart from the API)
-	APIKeys         []string      // RELAYQ_API_KEYS, comma-separated
+	APIKeys         []string      // RELAYQ_API_KEYS, comma-separated: name:key, name:key:admin, or a bare key (an admin named default); see apikey.Parse
 	InsecureNoAuth  bool          // RELAYQ_INSECURE_NO_AUTH=1
 	Confirmations   uint64        // RELAYQ_CONFIRMATIONS
 	Prefix          string        // RELAYQ_REDIS_PREFIX
@@ -82,6 +83,10 @@ type Config struct {
 	// WebhookSecret (RELAYQ_WEBHOOK_SECRET) signs webhook deliveries; jobs
 	// may carry webhook_url only when it is set (≥ 32 characters).
 	WebhookSecret string
+	// WebhookSecrets (RELAYQ_WEBHOOK_SECRETS, comma-separated name:secret)
+	// give API keys secrets of their own: the events of a key's jobs are
+	// signed with its secret, else with WebhookSecret (apikey.ParseSecrets).
+	WebhookSecrets []string
 	// WebhookAllow (RELAYQ_WEBHOOK_ALLOW_CIDRS, comma-separated) exempts
 	// these prefixes from the webhook SSRF policy.
 	WebhookAllow []netip.Prefix
@@ -173,6 +178,7 @@ func FromEnv(getenv func(string) string) (Config, error) {
 	c.JobRetention = durVar(getenv, "RELAYQ_JOB_RETENTION", DefaultJobRetention, &errs)
 	c.MaxRetries = int(min(uintVar(getenv, "RELAYQ_MAX_RETRIES", DefaultMaxRetries, &errs), 1<<20))
 	c.WebhookSecret = strings.TrimSpace(getenv("RELAYQ_WEBHOOK_SECRET"))
+	c.WebhookSecrets = list(getenv("RELAYQ_WEBHOOK_SECRETS"))
 	if allow, err := webhook.ParseCIDRs(getenv("RELAYQ_WEBHOOK_ALLOW_CIDRS")); err != nil {
 		errs = append(errs, fmt.Errorf("RELAYQ_WEBHOOK_ALLOW_CIDRS: %w", err))
 	} else {
@@ -264,11 +270,24 @@ func (c Config) Check(role Role) error {
 		if len(c.APIKeys) == 0 && !c.InsecureNoAuth {
 			bad("RELAYQ_API_KEYS", "is required (or set RELAYQ_INSECURE_NO_AUTH=1 to run without auth)")
 		}
-		for i, k := range c.APIKeys {
-			if len(k) < 16 {
-				bad("RELAYQ_API_KEYS", "key %d is shorter than 16 characters", i+1)
+		keys, err := apikey.Parse(c.APIKeys)
+		if err != nil {
+			bad("RELAYQ_API_KEYS", "%v", strings.ReplaceAll(err.Error(), "\n", "; "))
+		}
+		if secrets, serr := apikey.ParseSecrets(c.WebhookSecrets, webhook.MinSecretLength); err == nil && serr == nil {
+			named := map[string]bool{}
+			for _, k := range keys {
+				named[k.Name] = true
+			}
+			for i, e := range c.WebhookSecrets {
+				if name, _, _ := strings.Cut(e, ":"); !named[name] && secrets[name] != "" {
+					bad("RELAYQ_WEBHOOK_SECRETS", "entry %d: names no key of RELAYQ_API_KEYS", i+1)
+				}
 			}
 		}
+	}
+	if _, err := apikey.ParseSecrets(c.WebhookSecrets, webhook.MinSecretLength); err != nil {
+		bad("RELAYQ_WEBHOOK_SECRETS", "%v", strings.ReplaceAll(err.Error(), "\n", "; "))
 	}
 	if c.PprofListen != "" {
 		if _, _, err := net.SplitHostPort(c.PprofListen); err != nil {

@@ -11,9 +11,12 @@ import (
 )
 
 // Contract is a registered contract: a name that jobs and reads may give
-// instead of an address and an ABI.
+// instead of an address and an ABI. A contract with an Owner (the name of
+// the API key that registered it) is in that key's namespace, apart from
+// the shared ones (no Owner) and other keys': see QualifiedName.
 type Contract struct {
 	Name         string          `json:"name"`
+	Owner        string          `json:"owner,omitempty"`
 	Address      string          `json:"address"`
 	ABI          json.RawMessage `json:"abi"`
 	ABIHash      string          `json:"abi_hash"` // sha256 of the canonical ABI JSON, 0x hex
@@ -51,6 +54,16 @@ func NewContracts(rdb redis.UniversalClient, prefix string) *Contracts {
 }
 
 func (c *Contracts) key(name string) string { return c.prefix + "contract:" + name }
+
+// QualifiedName is the name a contract is stored under: its name in the
+// shared namespace (owner ""), or "<owner>/<name>" in an API key's. Neither
+// part may hold a slash, so the two never meet.
+func QualifiedName(owner, name string) string {
+	if owner == "" {
+		return name
+	}
+	return owner + "/" + name
+}
 
 // atKey indexes the name last registered for an address, so the worker
 // can decode a job's custom errors with the ABI of the contract it called.
@@ -93,7 +106,7 @@ end
 return {0, ARGV[2]}
 `)
 
-// Put registers ct under ct.Name in one atomic step: a new name is
+// Put registers ct under QualifiedName(ct.Owner, ct.Name) in one atomic step: a new name is
 // created; the same address and ABI again change nothing; a different
 // contract under a used name is ErrContractExists (with the registered
 // one) unless replace. It returns the contract as registered.
@@ -107,8 +120,9 @@ func (c *Contracts) Put(ctx context.Context, ct Contract, replace bool) (*Contra
 	if replace {
 		flag = "1"
 	}
-	res, err := putContract.Run(ctx, c.rdb, []string{c.key(ct.Name), c.atKey(ct.Address)},
-		ct.Address+"|"+ct.ABIHash, rec, flag, ct.Name, c.atKey(""), ct.Address).Slice()
+	qname := QualifiedName(ct.Owner, ct.Name)
+	res, err := putContract.Run(ctx, c.rdb, []string{c.key(qname), c.atKey(ct.Address)},
+		ct.Address+"|"+ct.ABIHash, rec, flag, qname, c.atKey(""), ct.Address).Slice()
 	if err != nil {
 		return nil, 0, fmt.Errorf("jobs: register contract %s: %w", ct.Name, err)
 	}
@@ -132,7 +146,8 @@ func (c *Contracts) Put(ctx context.Context, ct Contract, replace bool) (*Contra
 	return &got, ContractReplaced, nil
 }
 
-// Get returns the contract registered under name, or ErrContractNotFound.
+// Get returns the contract registered under name (a QualifiedName), or
+// ErrContractNotFound.
 func (c *Contracts) Get(ctx context.Context, name string) (*Contract, error) {
 	rec, err := c.rdb.HGet(ctx, c.key(name), "record").Result()
 	if errors.Is(err, redis.Nil) {

@@ -68,3 +68,37 @@ func TestContractsRegistry(t *testing.T) {
 	_, err = jobs.NewContracts(rdb, "other:").Get(ctx, "counter")
 	require.ErrorIs(t, err, jobs.ErrContractNotFound, "another deployment's prefix does not see it")
 }
+
+// TestContractsNamespaces: a name registered in one API key's namespace is
+// apart from the same name in another's and in the shared namespace, and
+// replacing one leaves the others as they were.
+func TestContractsNamespaces(t *testing.T) {
+	t.Parallel()
+	_, rdb := setup(t)
+	ctx := context.Background()
+	reg := jobs.NewContracts(rdb, "test:")
+	mk := func(owner, addr string) jobs.Contract {
+		return jobs.Contract{Name: "vault", Owner: owner, Address: addr, ABI: json.RawMessage(`[]`), ABIHash: "0x01"}
+	}
+	const addrA, addrB, addrS = "0x00000000000000000000000000000000000000aa", "0x00000000000000000000000000000000000000bb", "0x00000000000000000000000000000000000000cc"
+	for _, ct := range []jobs.Contract{mk("alice", addrA), mk("bob", addrB), mk("", addrS)} {
+		_, res, err := reg.Put(ctx, ct, false)
+		require.NoError(t, err)
+		require.Equal(t, jobs.ContractCreated, res, "each namespace's vault is new")
+	}
+	_, res, err := reg.Put(ctx, mk("bob", addrS), true)
+	require.NoError(t, err)
+	require.Equal(t, jobs.ContractReplaced, res)
+
+	for _, tc := range []struct{ qname, addr, owner string }{
+		{"alice/vault", addrA, "alice"}, {"bob/vault", addrS, "bob"}, {"vault", addrS, ""},
+	} {
+		got, err := reg.Get(ctx, tc.qname)
+		require.NoError(t, err)
+		require.Equal(t, tc.addr, got.Address, tc.qname)
+		require.Equal(t, tc.owner, got.Owner, tc.qname)
+		require.Equal(t, "vault", got.Name)
+	}
+	require.Equal(t, "alice/vault", jobs.QualifiedName("alice", "vault"))
+	require.Equal(t, "vault", jobs.QualifiedName("", "vault"))
+}

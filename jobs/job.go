@@ -14,6 +14,7 @@ type Job struct {
 	ID                string          `json:"id"`
 	Status            Status          `json:"status"`
 	ChainID           uint64          `json:"chain_id"`
+	APIKey            string          `json:"api_key,omitempty"` // the name (never the key) of the API key that created it; see Store.ListOwned
 	From              string          `json:"from,omitempty"`
 	To                string          `json:"to"`
 	Function          string          `json:"function,omitempty"`

@@ -35,8 +35,10 @@ func (e *MismatchError) Unwrap() error { return ErrIdempotencyMismatch }
 // (or that has none), exactly as createScript writes one.
 //
 // KEYS[1] queued index, KEYS[2] all-jobs index, KEYS[3] replication probe
-// counter; then for job i (1-based) KEYS[3i+1] job hash, KEYS[3i+2] history
-// list, KEYS[3i+3] idempotency key.
+// counter, KEYS[4] and KEYS[5] the queued and all-jobs indexes of the
+// jobs' API key (KEYS[1] and KEYS[2] again when they have none); then for
+// job i (1-based) KEYS[3i+3] job hash, KEYS[3i+4] history list, KEYS[3i+5]
+// idempotency key.
 // ARGV[1] idempotency TTL in seconds; then for each job in order: id,
 // "id\nbody hash" for its idempotency key ("" for none), history entry
 // (JSON), the number of field/value arguments that follow, and those.
@@ -47,7 +49,7 @@ func (e *MismatchError) Unwrap() error { return ErrIdempotencyMismatch }
 // written). The probe counter is bumped when any key was found, so that a
 // WAIT after the script has a write to wait for (see Replicated).
 var createManyScript = redis.NewScript(`
-local n = (#KEYS - 3) / 3
+local n = (#KEYS - 5) / 3
 local starts, prev = {}, {}
 local found = false
 local pos = 2
@@ -55,7 +57,7 @@ for i = 1, n do
   starts[i] = pos
   local idem = ARGV[pos + 1]
   if idem ~= "" then
-    local p = redis.call("GET", KEYS[3 * i + 3])
+    local p = redis.call("GET", KEYS[3 * i + 5])
     if p then
       found = true
       prev[i] = p
@@ -76,13 +78,15 @@ for i = 1, n do
     local p = starts[i]
     local id = ARGV[p]
     if ARGV[p + 1] ~= "" then
-      redis.call("SET", KEYS[3 * i + 3], ARGV[p + 1], "EX", ARGV[1])
+      redis.call("SET", KEYS[3 * i + 5], ARGV[p + 1], "EX", ARGV[1])
     end
     local nf = tonumber(ARGV[p + 3])
-    redis.call("HSET", KEYS[3 * i + 1], unpack(ARGV, p + 4, p + 3 + nf))
-    redis.call("RPUSH", KEYS[3 * i + 2], ARGV[p + 2])
+    redis.call("HSET", KEYS[3 * i + 3], unpack(ARGV, p + 4, p + 3 + nf))
+    redis.call("RPUSH", KEYS[3 * i + 4], ARGV[p + 2])
     redis.call("ZADD", KEYS[1], 0, id)
     redis.call("ZADD", KEYS[2], 0, id)
+    redis.call("ZADD", KEYS[4], 0, id)
+    redis.call("ZADD", KEYS[5], 0, id)
     out[#out + 1] = ""
   end
 end
@@ -109,6 +113,11 @@ func (s *Store) CreateMany(ctx context.Context, js []*Job, idemKeys []string) (o
 	if idemKeys != nil && len(idemKeys) != len(js) {
 		return nil, nil, fmt.Errorf("create jobs: %d idempotency keys for %d jobs", len(idemKeys), len(js))
 	}
+	for _, j := range js {
+		if j.APIKey != js[0].APIKey {
+			return nil, nil, fmt.Errorf("create jobs: jobs of API keys %q and %q in one batch", js[0].APIKey, j.APIKey)
+		}
+	}
 	seen := map[string]bool{}
 	for _, k := range idemKeys {
 		if k != "" && seen[k] {
@@ -117,8 +126,9 @@ func (s *Store) CreateMany(ctx context.Context, js []*Job, idemKeys []string) (o
 		seen[k] = true
 	}
 	now := s.now().UTC()
-	keys := make([]string, 0, 3+3*len(js))
-	keys = append(keys, s.statusKey(Queued), s.allKey(), s.probeKey())
+	keys := make([]string, 0, 5+3*len(js))
+	idx := s.createIndexes(js[0].APIKey)
+	keys = append(keys, idx[0], idx[1], s.probeKey(), idx[2], idx[3])
 	args := []any{int(IdempotencyTTL / time.Second)}
 	for i, j := range js {
 		if j.ID == "" {

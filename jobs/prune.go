@@ -73,11 +73,24 @@ func (s *Store) Prune(ctx context.Context, before time.Time, limit int) (int, er
 			if len(free) == 0 {
 				continue
 			}
+			// Each job's API key names the indexes of its own to leave.
+			owners := make([]*redis.StringCmd, len(free))
 			pipe := s.rdb.Pipeline()
-			for _, id := range free {
+			for i, id := range free {
+				owners[i] = pipe.HGet(ctx, s.jobKey(id), "api_key")
+			}
+			if _, err := pipe.Exec(ctx); err != nil && !errors.Is(err, redis.Nil) {
+				return done, fmt.Errorf("prune %s jobs: %w", st, err)
+			}
+			pipe = s.rdb.Pipeline()
+			for i, id := range free {
 				pipe.Del(ctx, s.jobKey(id), s.historyKey(id), s.attemptsKey(id))
 				pipe.ZRem(ctx, s.statusKey(st), id)
 				pipe.ZRem(ctx, s.allKey(), id)
+				if owner := owners[i].Val(); owner != "" {
+					pipe.ZRem(ctx, s.ownerStatusKey(owner, st), id)
+					pipe.ZRem(ctx, s.ownerAllKey(owner), id)
+				}
 			}
 			if _, err := pipe.Exec(ctx); err != nil {
 				return done, fmt.Errorf("prune %s jobs: %w", st, err)

@@ -66,6 +66,25 @@ func (s *Store) idemKey(k string) string      { return s.prefix + "idem:" + k }
 func (s *Store) outboxKey() string            { return s.prefix + "webhooks:outbox" }
 func (s *Store) probeKey() string             { return s.prefix + "replication:probe" }
 
+// ownerStatusKey and ownerAllKey are the indexes of one API key's jobs
+// (its name; names have no colons), kept beside the global ones so that a
+// key's listing pages through its own jobs only. transitionLua builds the
+// status one itself from indexPrefix.
+func (s *Store) ownerStatusKey(owner string, st Status) string {
+	return s.statusKey(st) + ":key:" + owner
+}
+func (s *Store) ownerAllKey(owner string) string { return s.allKey() + ":key:" + owner }
+
+// createIndexes are the indexes a new job goes in: the queued and all-jobs
+// indexes, and its API key's (the global ones again when it has none, so
+// that the scripts add to four keys either way).
+func (s *Store) createIndexes(owner string) []string {
+	if owner == "" {
+		return []string{s.statusKey(Queued), s.allKey(), s.statusKey(Queued), s.allKey()}
+	}
+	return []string{s.statusKey(Queued), s.allKey(), s.ownerStatusKey(owner, Queued), s.ownerAllKey(owner)}
+}
+
 // NewID returns a new job id: a UUIDv7, so ids sort by creation time and the
 // indexes can page by id alone.
 func NewID() string { return uuid.Must(uuid.NewV7()).String() }
@@ -73,7 +92,9 @@ func NewID() string { return uuid.Must(uuid.NewV7()).String() }
 // createScript writes a new job unless its idempotency key is taken.
 //
 // KEYS[1] job hash, KEYS[2] history list, KEYS[3] idempotency key,
-// KEYS[4] queued index, KEYS[5] all-jobs index.
+// KEYS[4] queued index, KEYS[5] all-jobs index, KEYS[6] and KEYS[7] the
+// queued and all-jobs indexes of the job's API key (KEYS[4] and KEYS[5]
+// again for a job without one).
 // ARGV[1] job id, ARGV[2] "id\nbody hash" for the idempotency key ("" when
 // the request had no key), ARGV[3] idempotency TTL in seconds, ARGV[4]
 // history entry (JSON), ARGV[5..] field/value pairs of the job hash.
@@ -92,6 +113,8 @@ redis.call("HSET", KEYS[1], unpack(fv))
 redis.call("RPUSH", KEYS[2], ARGV[4])
 redis.call("ZADD", KEYS[4], 0, ARGV[1])
 redis.call("ZADD", KEYS[5], 0, ARGV[1])
+redis.call("ZADD", KEYS[6], 0, ARGV[1])
+redis.call("ZADD", KEYS[7], 0, ARGV[1])
 return {1, ARGV[1]}
 `)
 
@@ -116,7 +139,7 @@ func (s *Store) Create(ctx context.Context, j *Job, idemKey string) (job *Job, c
 	}
 	args := []any{j.ID, idem, int(IdempotencyTTL / time.Second), string(hist)}
 	args = append(args, s.fields(j)...)
-	keys := []string{s.jobKey(j.ID), s.historyKey(j.ID), s.idemKey(idemKey), s.statusKey(Queued), s.allKey()}
+	keys := append([]string{s.jobKey(j.ID), s.historyKey(j.ID), s.idemKey(idemKey)}, s.createIndexes(j.APIKey)...)
 	res, werr, err := s.runScript(ctx, createScript, keys, args...)
 	if err != nil {
 		return nil, false, fmt.Errorf("create job: %w", err)
@@ -151,6 +174,7 @@ func (s *Store) fields(j *Job) []any {
 		"id", j.ID,
 		"status", string(j.Status),
 		"chain_id", j.ChainID,
+		"api_key", j.APIKey,
 		"from", j.From,
 		"to", j.To,
 		"function", j.Function,
@@ -223,6 +247,7 @@ func decode(h map[string]string, hist, att []string) (*Job, error) {
 	j := &Job{
 		ID:                h["id"],
 		Status:            Status(h["status"]),
+		APIKey:            h["api_key"],
 		From:              h["from"],
 		To:                h["to"],
 		Function:          h["function"],
@@ -326,6 +351,21 @@ func (s *Store) List(ctx context.Context, st Status, limit int, cursor string) (
 	if st != "" {
 		key = s.statusKey(st)
 	}
+	return s.list(ctx, key, limit, cursor)
+}
+
+// ListOwned is List for the jobs of one API key (by name), read from that
+// key's own indexes: a page holds limit of its jobs, however many other
+// keys' jobs there are.
+func (s *Store) ListOwned(ctx context.Context, owner string, st Status, limit int, cursor string) (list []*Job, next string, err error) {
+	key := s.ownerAllKey(owner)
+	if st != "" {
+		key = s.ownerStatusKey(owner, st)
+	}
+	return s.list(ctx, key, limit, cursor)
+}
+
+func (s *Store) list(ctx context.Context, key string, limit int, cursor string) (list []*Job, next string, err error) {
 	max := "+"
 	if cursor != "" {
 		max = "(" + cursor

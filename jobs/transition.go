@@ -28,6 +28,8 @@ import (
 // attempt JSON or "", ARGV[8] time in ms (the outbox score), ARGV[9]
 // statuses whose arrival fires a webhook (" mined confirmed … "; mined →
 // submitted, a reorg, always does), ARGV[10..] field/value pairs.
+// A job with an "api_key" also moves between that key's status indexes,
+// ARGV[4]..<status>..":key:"..<name> (Store.ownerStatusKey).
 //
 // Returns {1, previous status} on success, {0, current status} when the job
 // is in a status the transition does not start from, {-1, ""} when there is
@@ -46,6 +48,11 @@ if cur ~= ARGV[2] then
   local n = redis.call("RPUSH", KEYS[2], '{"from":"' .. cur .. '","to":"' .. ARGV[2] .. '","at":"' .. ARGV[5] .. '","note":' .. ARGV[6] .. '}')
   redis.call("ZREM", ARGV[4] .. cur, ARGV[1])
   redis.call("ZADD", ARGV[4] .. ARGV[2], 0, ARGV[1])
+  local owner = redis.call("HGET", KEYS[1], "api_key")
+  if owner and owner ~= "" then
+    redis.call("ZREM", ARGV[4] .. cur .. ":key:" .. owner, ARGV[1])
+    redis.call("ZADD", ARGV[4] .. ARGV[2] .. ":key:" .. owner, 0, ARGV[1])
+  end
   if string.find(ARGV[9], " " .. ARGV[2] .. " ", 1, true) or (cur == "mined" and ARGV[2] == "submitted") then
     local url = redis.call("HGET", KEYS[1], "webhook_url")
     if url and url ~= "" then

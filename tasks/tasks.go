@@ -124,6 +124,7 @@ type WebhookPayload struct {
 	JobID   string `json:"job_id"`
 	Type    string `json:"type"`
 	URL     string `json:"url"`
+	APIKey  string `json:"api_key,omitempty"` // the job's API key name: its secret signs the event
 	// Body is the event exactly as it is sent, built once so that every
 	// retry sends identical bytes.
 	Body []byte `json:"body"`

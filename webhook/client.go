@@ -52,6 +52,9 @@ type Delivery struct {
 	EventID   string
 	EventType string
 	Body      []byte // sent as is: identical bytes on every retry
+	// Secret, when set, signs this delivery instead of the client's
+	// secret: the secret of the API key whose job fired the event.
+	Secret string
 }
 
 // StatusError is a receiver's answer other than 2xx. A redirect is one:
@@ -132,7 +135,14 @@ func (c *Client) Deliver(ctx context.Context, d Delivery) error {
 	req.Header.Set("User-Agent", "relayq")
 	req.Header.Set(EventIDHeader, d.EventID)
 	req.Header.Set(EventTypeHeader, d.EventType)
-	req.Header.Set(SignatureHeader, Sign(c.secret, c.now(), d.Body))
+	secret := c.secret
+	if d.Secret != "" {
+		secret = d.Secret
+	}
+	if secret == "" {
+		return errors.New("webhook delivery: no secret to sign with")
+	}
+	req.Header.Set(SignatureHeader, Sign(secret, c.now(), d.Body))
 	res, err := c.hc.Do(req)
 	if err != nil {
 		// The url.Error repeats the URL (which may hold a token): keep

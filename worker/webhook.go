@@ -22,6 +22,11 @@ type WebhookConfig struct {
 	// cannot deliver: its attempts fail, and are retried, so set it on
 	// every worker of a deployment that accepts webhook_url.
 	Secret string
+	// Secrets are API keys' own secrets, by key name
+	// (RELAYQ_WEBHOOK_SECRETS): the events of a job created by a key with
+	// one are signed with it instead of Secret, so that one key cannot
+	// have events signed for another key's receiver.
+	Secrets map[string]string
 	// Allow exempts these prefixes from the SSRF policy
 	// (RELAYQ_WEBHOOK_ALLOW_CIDRS), e.g. 127.0.0.0/8 for a local receiver.
 	Allow []netip.Prefix
@@ -39,12 +44,12 @@ type WebhookConfig struct {
 // webhooks is the worker's webhook client, made on first use.
 type webhooks struct {
 	once   sync.Once
-	client *webhook.Client // nil without a secret
+	client *webhook.Client // nil without any secret
 }
 
 func (w *Worker) webhookClient() *webhook.Client {
 	w.hooks.once.Do(func() {
-		if c := w.cfg.Webhook; c.Secret != "" {
+		if c := w.cfg.Webhook; c.Secret != "" || len(c.Secrets) > 0 {
 			w.hooks.client = webhook.NewClient(c.Secret, webhook.NewPolicy(c.Allow), c.Timeout)
 		}
 	})
@@ -196,7 +201,7 @@ func webhookTask(queue string, ev jobs.OutboxEvent) (*asynq.Task, []asynq.Option
 	if err != nil {
 		return nil, nil, fmt.Errorf("webhook event %s: %w", ev.ID, err)
 	}
-	return tasks.NewWebhookTask(queue, tasks.WebhookPayload{EventID: ev.ID, JobID: ev.JobID, Type: typ, URL: j.WebhookURL, Body: body})
+	return tasks.NewWebhookTask(queue, tasks.WebhookPayload{EventID: ev.ID, JobID: ev.JobID, Type: typ, URL: j.WebhookURL, APIKey: j.APIKey, Body: body})
 }
 
 // HandleWebhookTask makes one delivery attempt and records its outcome on
@@ -211,10 +216,11 @@ func (w *Worker) HandleWebhookTask(ctx context.Context, t *asynq.Task) error {
 		return fmt.Errorf("%w: %w", err, asynq.SkipRetry)
 	}
 	st := jobs.WebhookState{LastEvent: p.EventID, LastType: p.Type, LastAttemptAt: time.Now().UTC()}
-	if c := w.webhookClient(); c == nil {
-		err = errors.New("RELAYQ_WEBHOOK_SECRET is not set on this worker: it cannot sign deliveries")
+	secret := w.cfg.Webhook.Secrets[p.APIKey] // "": the client's, RELAYQ_WEBHOOK_SECRET
+	if c := w.webhookClient(); c == nil || secret == "" && w.cfg.Webhook.Secret == "" {
+		err = errors.New("RELAYQ_WEBHOOK_SECRET is not set on this worker, nor a RELAYQ_WEBHOOK_SECRETS entry for the job's API key: it cannot sign deliveries")
 	} else {
-		err = c.Deliver(ctx, webhook.Delivery{URL: p.URL, EventID: p.EventID, EventType: p.Type, Body: p.Body})
+		err = c.Deliver(ctx, webhook.Delivery{URL: p.URL, EventID: p.EventID, EventType: p.Type, Body: p.Body, Secret: secret})
 	}
 	switch {
 	case err == nil:

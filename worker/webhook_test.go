@@ -55,8 +55,14 @@ func hookSetup(t *testing.T, wh WebhookConfig, opts ...testenv.RedisOption) *hoo
 // confirmed; it returns its id.
 func (b *hookBundle) hookedJob(t *testing.T, url string) string {
 	t.Helper()
+	return b.ownedHookedJob(t, url, "")
+}
+
+// ownedHookedJob is hookedJob for a job created by the API key named owner.
+func (b *hookBundle) ownedHookedJob(t *testing.T, url, owner string) string {
+	t.Helper()
 	ctx := context.Background()
-	j, _, err := b.store.Create(ctx, &jobs.Job{ChainID: 1, To: "0x00000000000000000000000000000000000000aa", Data: "0x", Value: "0", Confirmations: 1, BodyHash: "h", WebhookURL: url}, "")
+	j, _, err := b.store.Create(ctx, &jobs.Job{ChainID: 1, APIKey: owner, To: "0x00000000000000000000000000000000000000aa", Data: "0x", Value: "0", Confirmations: 1, BodyHash: "h", WebhookURL: url}, "")
 	require.NoError(t, err)
 	require.NoError(t, b.store.TransitionIf(ctx, j.ID, jobs.Queued, jobs.Submitted, "signed", jobs.Fields{"nonce", 0, "tx_hash", "0x01"}, &jobs.Attempt{Hash: "0x01", Kind: jobs.KindOriginal}))
 	require.NoError(t, b.store.TransitionIf(ctx, j.ID, jobs.Submitted, jobs.Mined, "", jobs.Fields{"block_number", 9, "block_hash", "0xb9"}, nil))
@@ -404,4 +410,49 @@ func TestWebhookGivesUpAfterTheLastRetry(t *testing.T) {
 	require.Eventually(t, func() bool { return got().Webhook.Failures == int64(tasks.WebhookMaxRetry+1) }, 10*time.Second, 50*time.Millisecond)
 	require.Equal(t, jobs.WebhookFailed, got().Webhook.LastStatus)
 	require.Contains(t, got().Webhook.LastError, fmt.Sprintf("gave up after %d attempts: ", tasks.WebhookMaxRetry+1))
+}
+
+// The events of a job are signed with its API key's own secret when the key
+// has one, else with the deployment's: a key cannot get events signed with
+// another receiver's secret. The receiver here checks the deployment's.
+func TestWebhookSignedWithTheJobsKeySecret(t *testing.T) {
+	t.Parallel()
+	const mallorySecret = "mallory-secret-0123456789abcdef0123456789"
+	cases := []struct {
+		owner      string
+		wantStatus string
+		wantBad    int
+	}{
+		{owner: "", wantStatus: jobs.WebhookDelivered},                 // no key: the deployment's secret
+		{owner: "alice", wantStatus: jobs.WebhookDelivered},            // a key without a secret of its own: the deployment's
+		{owner: "mallory", wantStatus: jobs.WebhookFailed, wantBad: 1}, // mallory's own secret: the receiver refuses it
+	}
+	for _, c := range cases {
+		t.Run("owner="+c.owner, func(t *testing.T) {
+			t.Parallel()
+			b := hookSetup(t, WebhookConfig{Secret: hookSecret, Secrets: map[string]string{"mallory": mallorySecret}, Allow: allowLoopback}, testenv.WithoutAOF())
+			ctx := context.Background()
+			rcv := newReceiver(t, http.StatusOK)
+			id := b.ownedHookedJob(t, rcv.URL+"/hook", c.owner)
+			evs, err := b.store.Outbox(ctx, 1)
+			require.NoError(t, err)
+			task, _, err := webhookTask("", evs[0])
+			require.NoError(t, err)
+			p, err := tasks.ParseWebhookPayload(task.Payload())
+			require.NoError(t, err)
+			require.Equal(t, c.owner, p.APIKey)
+			err = b.w.HandleWebhookTask(ctx, task)
+			_, bad := rcv.got()
+			require.Equal(t, c.wantBad, bad)
+			if c.wantBad > 0 {
+				require.ErrorContains(t, err, "receiver answered 401")
+			} else {
+				require.NoError(t, err)
+			}
+			j, err := b.store.Get(ctx, id)
+			require.NoError(t, err)
+			require.Equal(t, c.wantStatus, j.Webhook.LastStatus)
+			require.NotContains(t, j.Webhook.LastError, mallorySecret)
+		})
+	}
 }

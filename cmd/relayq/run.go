@@ -14,12 +14,14 @@ import (
 	"time"
 
 	"github.com/relayq/relayq/api"
+	"github.com/relayq/relayq/apikey"
 	"github.com/relayq/relayq/config"
 	"github.com/relayq/relayq/internal/devchain/contract"
 	"github.com/relayq/relayq/internal/redisconn"
 	"github.com/relayq/relayq/jobs"
 	"github.com/relayq/relayq/metrics"
 	"github.com/relayq/relayq/signer"
+	"github.com/relayq/relayq/webhook"
 	"github.com/relayq/relayq/worker"
 )
 
@@ -113,6 +115,11 @@ func serve(ctx context.Context, role config.Role, cfg config.Config, log *slog.L
 	rdb := conn.Client((cfg.Concurrency + 48) * len(chainsOf(cfg)))
 	// On a cluster all of the deployment's keys share one hash tag.
 	cfg.Prefix = conn.KeyPrefix(cfg.Prefix)
+	// Checked by config.Check; the error names entries by position only.
+	hookSecrets, err := apikey.ParseSecrets(cfg.WebhookSecrets, webhook.MinSecretLength)
+	if err != nil {
+		return fmt.Errorf("RELAYQ_WEBHOOK_SECRETS: %w", err)
+	}
 	var storeOpts []jobs.Option
 	if cfg.RedisMinReplicas > 0 {
 		storeOpts = append(storeOpts, jobs.WithReplicas(cfg.RedisMinReplicas, cfg.RedisWaitTimeout))
@@ -159,7 +166,7 @@ func serve(ctx context.Context, role config.Role, cfg config.Config, log *slog.L
 		srv, err = api.New(startCtx, api.Config{
 			Redis: rdb, RedisConnOpt: connOpt, Chains: apiChains, APIKeys: cfg.APIKeys, Metrics: m,
 			MonitorWrite: cfg.MonitorWrite, Log: log,
-			WebhookSecret: cfg.WebhookSecret, WebhookAllow: cfg.WebhookAllow,
+			WebhookSecret: cfg.WebhookSecret, WebhookAllow: cfg.WebhookAllow, WebhookSecrets: hookSecrets,
 			RateLimit: float64(cfg.RateLimit), RateBurst: int(cfg.RateBurst), RequestTimeout: cfg.RequestTimeout,
 			StoreOptions: storeOpts,
 			ErrorABI:     &contract.ABI, // as the worker's: the sample contract's custom errors by name
@@ -188,7 +195,7 @@ func serve(ctx context.Context, role config.Role, cfg config.Config, log *slog.L
 					Concurrency: cfg.Concurrency, PollInterval: ch.cfg.PollInterval, SweepAfter: cfg.SweepAfter, JobRetention: cfg.JobRetention, MaxRetries: cfg.MaxRetries,
 					MaxFeePerGas: new(big.Int).SetUint64(ch.cfg.MaxFeePerGasWei), Log: log.With("chain", ch.cfg.Name),
 					CrashAt: cfg.TestCrashAt, StuckBlocks: ch.cfg.StuckBlocks, BumpPercent: int(ch.cfg.BumpPercent),
-					Webhook: worker.WebhookConfig{Secret: cfg.WebhookSecret, Allow: cfg.WebhookAllow},
+					Webhook: worker.WebhookConfig{Secret: cfg.WebhookSecret, Secrets: hookSecrets, Allow: cfg.WebhookAllow},
 					// Custom errors of the sample contract decode by name; others
 					// by the ABIs registered with POST /v1/contracts.
 					ErrorABI: &contract.ABI,
