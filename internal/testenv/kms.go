@@ -10,6 +10,11 @@ import (
 	"strings"
 	"testing"
 	"time"
+
+	"github.com/aws/aws-sdk-go-v2/aws"
+	"github.com/aws/aws-sdk-go-v2/credentials"
+	"github.com/aws/aws-sdk-go-v2/service/kms"
+	kmstypes "github.com/aws/aws-sdk-go-v2/service/kms/types"
 )
 
 // LocalKMSRegion is the region local-kms is started in; clients must ask
@@ -131,6 +136,36 @@ func (k *LocalKMS) Env() []string {
 		"AWS_SHARED_CREDENTIALS_FILE=" + os.DevNull,
 		"AWS_EC2_METADATA_DISABLED=true",
 	}
+}
+
+// Client returns a KMS client for this server that does not read the
+// environment, so parallel tests need no t.Setenv.
+func (k *LocalKMS) Client() *kms.Client {
+	return kms.New(kms.Options{
+		Region:       LocalKMSRegion,
+		BaseEndpoint: aws.String(k.URL()),
+		Credentials:  credentials.NewStaticCredentialsProvider("test", "test", ""),
+	})
+}
+
+// CreateSigningKey creates a secp256k1 signing key (ECC_SECG_P256K1,
+// SIGN_VERIFY) and, if alias is not "", the alias alias/<alias> for it.
+// It returns the key's id.
+func (k *LocalKMS) CreateSigningKey(t testing.TB, alias string) string {
+	t.Helper()
+	ctx, cancel := context.WithTimeout(context.Background(), 10*time.Second)
+	defer cancel()
+	c := k.Client()
+	out, err := c.CreateKey(ctx, &kms.CreateKeyInput{KeySpec: kmstypes.KeySpecEccSecgP256k1, KeyUsage: kmstypes.KeyUsageTypeSignVerify})
+	if err != nil {
+		t.Fatalf("testenv: local-kms create key: %v", err)
+	}
+	if alias != "" {
+		if _, err := c.CreateAlias(ctx, &kms.CreateAliasInput{AliasName: aws.String("alias/" + alias), TargetKeyId: out.KeyMetadata.KeyId}); err != nil {
+			t.Fatalf("testenv: local-kms create alias: %v", err)
+		}
+	}
+	return *out.KeyMetadata.KeyId
 }
 
 // SetEnv sets Env in the test's own environment (t.Setenv), for code that
