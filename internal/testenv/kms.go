@@ -199,3 +199,16 @@ func (k *LocalKMS) Restart() {
 		k.t.Fatalf("testenv: restart local-kms on port %d: %v", k.port, err)
 	}
 }
+
+// LocalKMSBinary returns the path of the local-kms binary the tests use
+// ($LOCAL_KMS_BIN, <repo>/.tools/bin, PATH), failing the test with the
+// install hint when there is none: for tests that hand it to a program
+// that starts local-kms itself.
+func LocalKMSBinary(t testing.TB) string {
+	t.Helper()
+	bin, err := localKMSBinary()
+	if err != nil {
+		t.Fatalf("testenv: %v; %s", err, installHint)
+	}
+	return bin
+}
