@@ -11,6 +11,7 @@ import (
 	"time"
 
 	"github.com/aws/aws-sdk-go-v2/aws"
+	"github.com/aws/aws-sdk-go-v2/aws/ratelimit"
 	"github.com/aws/aws-sdk-go-v2/aws/retry"
 	awshttp "github.com/aws/aws-sdk-go-v2/aws/transport/http"
 	awsconfig "github.com/aws/aws-sdk-go-v2/config"
@@ -81,6 +82,12 @@ func NewKMSClient(ctx context.Context) (*kms.Client, error) {
 			return retry.AddWithErrorCodes(retry.NewStandard(func(o *retry.StandardOptions) {
 				o.MaxAttempts = kmsAttempts
 				o.MaxBackoff = 2 * time.Second
+				// No client-side retry quota: during an outage it would
+				// turn the cause (a refused connection) into "retry quota
+				// exceeded" in the pause reason. The per-call deadline
+				// bounds the retries, and the worker stops a failing
+				// signer's batch at its first failure and pauses it.
+				o.RateLimiter = ratelimit.None
 			}), kmsTransientCodes...)
 		}))
 	if err != nil {

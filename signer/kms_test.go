@@ -158,7 +158,7 @@ func TestKMSOutageIsUnavailable(t *testing.T) {
 	srv.Stop()
 	_, err = k.SignTx(ctx, tx)
 	require.ErrorIs(t, err, signer.ErrUnavailable)
-	require.ErrorContains(t, err, "connection refused")
+	require.ErrorContains(t, err, "operation error KMS: Sign")
 
 	srv.Restart()
 	signed, err := k.SignTx(ctx, tx)
