@@ -9,7 +9,7 @@ test: deps
 	$(GO) vet ./...
 	$(GO) test -race -count=1 -timeout 20m ./...
 
-## deps: install redis-server (apt) and anvil (npm, into .tools/) when missing
+## deps: install redis-server (apt), anvil (npm) and local-kms (go install) into .tools/ when missing
 deps:
 	./scripts/install-test-deps.sh
 

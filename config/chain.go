@@ -40,6 +40,9 @@ type Chain struct {
 	KeystorePasswordFile string
 	KeystorePassword     string
 	SignerMaxInFlight    int
+	// KMSKeyIDs are AWS KMS keys that sign in KMS (RELAYQ_KMS_KEY_IDS, or
+	// the file's signers.kms_key_ids).
+	KMSKeyIDs []string
 
 	// Namespaced is true for the file's chains: their Redis keys and Asynq
 	// queues carry the chain id (see KeyPrefix and Queue names in

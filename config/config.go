@@ -10,6 +10,7 @@ import (
 	"net/netip"
 	"net/url"
 	"os"
+	"regexp"
 	"slices"
 	"strconv"
 	"strings"
@@ -109,6 +110,11 @@ type Config struct {
 	KeystoreFiles        []string
 	KeystorePasswordFile string
 	KeystorePassword     string
+	// KMSKeyIDs (RELAYQ_KMS_KEY_IDS, comma-separated) are AWS KMS keys (key
+	// ids, ARNs or alias/…) of spec ECC_SECG_P256K1 that sign in KMS; the
+	// AWS SDK's standard chain gives their region, credentials and
+	// endpoint. They add to PrivateKeys and KeystoreFiles.
+	KMSKeyIDs []string
 	// SignerMaxInFlight (RELAYQ_SIGNER_MAX_IN_FLIGHT) is how many
 	// transactions one signer may have in flight before its jobs wait.
 	SignerMaxInFlight int
@@ -150,6 +156,7 @@ func (c Config) EnvChain() Chain {
 		KeystoreFiles:        slices.Clone(c.KeystoreFiles),
 		KeystorePasswordFile: c.KeystorePasswordFile,
 		KeystorePassword:     c.KeystorePassword,
+		KMSKeyIDs:            slices.Clone(c.KMSKeyIDs),
 		SignerMaxInFlight:    c.SignerMaxInFlight,
 	}
 }
@@ -203,6 +210,7 @@ func FromEnv(getenv func(string) string) (Config, error) {
 	c.KeystoreFiles = list(getenv("RELAYQ_KEYSTORE_FILES"))
 	c.KeystorePasswordFile = strings.TrimSpace(getenv("RELAYQ_KEYSTORE_PASSWORD_FILE"))
 	c.KeystorePassword = getenv("RELAYQ_KEYSTORE_PASSWORD")
+	c.KMSKeyIDs = list(getenv("RELAYQ_KMS_KEY_IDS"))
 	c.SignerMaxInFlight = int(min(uintVar(getenv, "RELAYQ_SIGNER_MAX_IN_FLIGHT", DefaultSignerMaxInFlight, &chainErrs), 1_000_000))
 
 	c.ConfigFile = strings.TrimSpace(getenv(ConfigFileVar))
@@ -215,6 +223,7 @@ func FromEnv(getenv func(string) string) (Config, error) {
 	// (whatever its value), and the chain-level fields are left empty or
 	// at their defaults.
 	c.RPCURL, c.PrivateKeys, c.KeystoreFiles, c.KeystorePasswordFile, c.KeystorePassword = "", nil, nil, "", ""
+	c.KMSKeyIDs = nil
 	c.Confirmations, c.MaxFeePerGasWei = DefaultConfirmations, gweiToWei(DefaultMaxFeeGwei)
 	c.StuckBlocks, c.BumpPercent, c.PollInterval = DefaultStuckBlocks, DefaultBumpPercent, DefaultPollInterval
 	c.SignerMaxInFlight = DefaultSignerMaxInFlight
@@ -416,12 +425,14 @@ var (
 	setKeystorePWFile    = chainSetting{"RELAYQ_KEYSTORE_PASSWORD_FILE", "signers.keystore_password_file"}
 	setKeystorePassword  = chainSetting{"RELAYQ_KEYSTORE_PASSWORD", "signers.keystore_password_env"}
 	setSignerMaxInFlight = chainSetting{"RELAYQ_SIGNER_MAX_IN_FLIGHT", "signers.max_in_flight"}
+	setKMSKeyIDs         = chainSetting{"RELAYQ_KMS_KEY_IDS", "signers.kms_key_ids"}
 )
 
 // chainSettings are all of them: the chain-level variables.
 var chainSettings = []chainSetting{
 	setRPCURLs, setPrivateKeys, setConfirmations, setMaxFee, setBumpPercent, setStuckBlocks,
 	setPollInterval, setKeystoreFiles, setKeystorePWFile, setKeystorePassword, setSignerMaxInFlight,
+	setKMSKeyIDs,
 }
 
 // chainNamer names a chain's settings in Check's messages: the environment
@@ -471,14 +482,15 @@ func checkChain(ch Chain, role Role, n chainNamer, bad func(name, format string,
 		seenRPC[rpcKey(raw)] = true
 	}
 	// A variable named but empty was reported when the file was read.
-	if role&RoleWorker != 0 && len(ch.PrivateKeys) == 0 && len(ch.KeystoreFiles) == 0 && ch.PrivateKeysEnv == "" {
+	if role&RoleWorker != 0 && len(ch.PrivateKeys) == 0 && len(ch.KeystoreFiles) == 0 && ch.PrivateKeysEnv == "" && len(ch.KMSKeyIDs) == 0 {
 		hint := "comma-separated hex keys"
 		if n.file {
 			hint = "the name of an environment variable holding comma-separated hex keys"
 		}
-		bad(n.name(setPrivateKeys), "is required for the worker (%s), unless %s is set", hint, n.ref(setKeystoreFiles))
+		bad(n.name(setPrivateKeys), "is required for the worker (%s), unless %s is set", hint, n.ref(setKeystoreFiles)+" or "+n.ref(setKMSKeyIDs))
 	}
 	checkKeystore(ch, n, bad)
+	checkKMSKeys(ch, n, bad)
 	if ch.Confirmations > 1000 {
 		bad(n.name(setConfirmations), "%d is more than 1000", ch.Confirmations)
 	}
@@ -511,6 +523,52 @@ func rpcKey(raw string) string {
 	u.Scheme, u.Host = strings.ToLower(u.Scheme), strings.ToLower(u.Host)
 	u.Path = strings.TrimRight(u.Path, "/")
 	return u.String()
+}
+
+// checkKMSKeys checks that each KMS key id looks like one KMS accepts
+// (a key id, a key ARN, alias/name or an alias ARN) and is listed once.
+// Whether the key exists and can sign is known only when the worker
+// asks KMS, at start.
+func checkKMSKeys(ch Chain, n chainNamer, bad func(name, format string, args ...any)) {
+	seen := map[string]bool{}
+	for _, id := range ch.KMSKeyIDs {
+		if !isKMSKeyID(id) {
+			// A hex private key pasted here by mistake must not be echoed.
+			bad(n.name(setKMSKeyIDs), "%s is not a KMS key id, key ARN or alias/name", redactKeyLike(id))
+		} else if seen[id] {
+			bad(n.name(setKMSKeyIDs), "%s is listed twice", id)
+		}
+		seen[id] = true
+	}
+}
+
+// isKMSKeyID reports whether s has the shape of a KeyId that KMS signs
+// with: a key id (a UUID, or mrk-… for a multi-Region key), an ARN of a
+// key or alias, or alias/name.
+func isKMSKeyID(s string) bool {
+	switch {
+	case s == "" || strings.ContainsAny(s, " \t\r\n"):
+		return false
+	case strings.HasPrefix(s, "arn:"):
+		return strings.Contains(s, ":kms:") && (strings.Contains(s, ":key/") || strings.Contains(s, ":alias/"))
+	case strings.HasPrefix(s, "alias/"):
+		return len(s) > len("alias/")
+	case strings.HasPrefix(s, "mrk-"):
+		return len(s) > len("mrk-")
+	default:
+		return kmsKeyUUID.MatchString(s)
+	}
+}
+
+// kmsKeyUUID is the shape of a KMS key id.
+var kmsKeyUUID = regexp.MustCompile(`^[0-9a-fA-F]{8}-[0-9a-fA-F]{4}-[0-9a-fA-F]{4}-[0-9a-fA-F]{4}-[0-9a-fA-F]{12}$`)
+
+// redactKeyLike quotes s, unless it could be a hex private key.
+func redactKeyLike(s string) string {
+	if len(strings.TrimPrefix(s, "0x")) >= 32 {
+		return "an entry (not shown)"
+	}
+	return fmt.Sprintf("%q", s)
 }
 
 // checkKeystore checks a chain's signer settings: the in-flight limit, the

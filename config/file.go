@@ -54,6 +54,7 @@ type fileSigners struct {
 	KeystorePasswordFile string   `yaml:"keystore_password_file"`
 	KeystorePasswordEnv  string   `yaml:"keystore_password_env"`
 	MaxInFlight          *uint64  `yaml:"max_in_flight"`
+	KMSKeyIDs            []string `yaml:"kms_key_ids"`
 }
 
 // readChainsFile reads relayq.yaml at path into its chains (Namespaced),
@@ -133,6 +134,9 @@ func (fc fileChain) chain(n chainNamer, getenv func(string) string, used map[str
 	}
 	for _, f := range fc.Signers.KeystoreFiles {
 		ch.KeystoreFiles = append(ch.KeystoreFiles, strings.TrimSpace(f))
+	}
+	for _, id := range fc.Signers.KMSKeyIDs {
+		ch.KMSKeyIDs = append(ch.KMSKeyIDs, strings.TrimSpace(id))
 	}
 	ch.PrivateKeysEnv = strings.TrimSpace(fc.Signers.PrivateKeysEnv)
 	if v, ok := namedVar(fc.Signers.PrivateKeysEnv, setPrivateKeys, n, getenv, used, errs); ok {

@@ -4,7 +4,9 @@
 #     internal/testenv.Redis, the replicas and sentinels (redis-server
 #     --sentinel) and clusters (redis-cli --cluster create);
 #   - anvil, from the npm package @foundry-rs/anvil-linux-amd64 (the binary
-#     ships inside the package), into <repo>/.tools, for internal/testenv.Anvil.
+#     ships inside the package), into <repo>/.tools, for internal/testenv.Anvil;
+#   - local-kms (github.com/nsmithuk/local-kms, an AWS KMS implementation),
+#     with go install into <repo>/.tools/bin, for internal/testenv.StartLocalKMS.
 # Idempotent and quiet when everything is already present; works from any cwd.
 set -euo pipefail
 
@@ -15,6 +17,10 @@ ROOT="$(cd "$(dirname "${BASH_SOURCE[0]}")/.." && pwd)"
 TOOLS="$ROOT/.tools"
 ANVIL_DIR="$TOOLS/node_modules/$ANVIL_PKG"
 ANVIL_BIN="$ANVIL_DIR/bin/anvil"
+
+LOCAL_KMS_MODULE=github.com/nsmithuk/local-kms
+LOCAL_KMS_VERSION=v0.0.0-20260228092603-2a5e92d09ab6
+LOCAL_KMS_BIN="$TOOLS/bin/local-kms"
 
 sudo_if_needed() {
 	if [ "$(id -u)" -eq 0 ]; then
@@ -53,8 +59,24 @@ if [ ! -x "$ANVIL_BIN" ] || [ "$(installed_version)" != "$ANVIL_VERSION" ]; then
 	echo "install-test-deps: anvil $ANVIL_VERSION at $ANVIL_BIN"
 fi
 
-# Cheap checks that both programs actually run (a truncated download or a
+# local-kms has no version flag: go version -m reads the module version
+# the binary was built from.
+local_kms_version() {
+	[ -x "$LOCAL_KMS_BIN" ] || return 0
+	go version -m "$LOCAL_KMS_BIN" 2>/dev/null | awk '$1 == "mod" { print $3 }'
+}
+
+if [ ! -x "$LOCAL_KMS_BIN" ] || [ "$(local_kms_version)" != "$LOCAL_KMS_VERSION" ]; then
+	echo "install-test-deps: installing $LOCAL_KMS_MODULE@$LOCAL_KMS_VERSION into $TOOLS/bin (go install)" >&2
+	mkdir -p "$TOOLS/bin"
+	# Its own module, outside this repo's go.mod.
+	(cd "$TOOLS" && GOBIN="$TOOLS/bin" GOFLAGS=-mod=mod go install "$LOCAL_KMS_MODULE@$LOCAL_KMS_VERSION")
+	echo "install-test-deps: local-kms at $LOCAL_KMS_BIN"
+fi
+
+# Cheap checks that the programs actually run (a truncated download or a
 # wrong architecture shows up here, not as a confusing test failure).
 redis-server --version >/dev/null || { echo "install-test-deps: redis-server does not run" >&2; exit 1; }
 redis-cli --version >/dev/null || { echo "install-test-deps: redis-cli does not run" >&2; exit 1; }
 "$ANVIL_BIN" --version >/dev/null || { echo "install-test-deps: $ANVIL_BIN does not run" >&2; exit 1; }
+[ "$(local_kms_version)" = "$LOCAL_KMS_VERSION" ] || { echo "install-test-deps: $LOCAL_KMS_BIN is not $LOCAL_KMS_VERSION" >&2; exit 1; }

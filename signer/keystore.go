@@ -67,7 +67,7 @@ func Unique(signers []Signer) error {
 	seen := make(map[common.Address]bool, len(signers))
 	for _, s := range signers {
 		if seen[s.Address()] {
-			return fmt.Errorf("account %s is configured twice (RELAYQ_PRIVATE_KEYS and RELAYQ_KEYSTORE_FILES together may name each account once)", s.Address())
+			return fmt.Errorf("account %s is configured twice (RELAYQ_PRIVATE_KEYS, RELAYQ_KEYSTORE_FILES and RELAYQ_KMS_KEY_IDS together may name each account once)", s.Address())
 		}
 		seen[s.Address()] = true
 	}

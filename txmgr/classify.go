@@ -10,6 +10,8 @@ import (
 	"syscall"
 
 	"github.com/ethereum/go-ethereum/rpc"
+
+	"github.com/relayq/relayq/signer"
 )
 
 // Class is what relayq does about a node's answer to a broadcast or estimate.
@@ -28,8 +30,9 @@ const (
 	// price: underpriced, txpool full, nonce too high, fee cap below base fee,
 	// timeouts, refused connections, HTTP 429/5xx and anything unrecognised.
 	ClassRetryable
-	// ClassPaused means the signer cannot pay (insufficient funds): the signer
-	// waits to be funded and the job is not burned.
+	// ClassPaused means the signer cannot pay (insufficient funds) or, for a
+	// remote signer, cannot sign (signer.ErrUnavailable): the signer waits
+	// and the job is not burned.
 	ClassPaused
 	// ClassPermanent means no retry can succeed: reverts, intrinsic gas too
 	// low, gas above the block limit, unsupported type, oversized data, bad
@@ -281,6 +284,13 @@ const jsonRPCExecutionError = 3
 func explain(err error) (class Class, reason string, revert bool) {
 	if err == nil {
 		return ClassNone, "", false
+	}
+
+	// A remote signer (KMS) that still failed after its own retries: the
+	// signer waits, as one that cannot pay does, and no job is burned. First,
+	// since its cause may be a timeout or a refused connection too.
+	if errors.Is(err, signer.ErrUnavailable) {
+		return ClassPaused, "signer unavailable", false
 	}
 
 	// Transport failures: the request may or may not have reached the node,

@@ -26,6 +26,7 @@ import (
 	"github.com/ethereum/go-ethereum/rpc"
 	"github.com/stretchr/testify/require"
 
+	"github.com/relayq/relayq/signer"
 	"github.com/relayq/relayq/txmgr"
 )
 
@@ -247,6 +248,13 @@ func TestClassifyStructural(t *testing.T) {
 		err := fmt.Errorf("estimate gas: %w", ctx.Err())
 		require.Equal(t, txmgr.ClassRetryable, txmgr.Classify(err))
 		require.Equal(t, "timeout", txmgr.Reason(err))
+	})
+	t.Run("remote signer unavailable", func(t *testing.T) {
+		// Even when its cause would be retryable on its own: the signer
+		// pauses, the job waits.
+		err := fmt.Errorf("sign tx: kms key k: sign: %w: %w", signer.ErrUnavailable, context.DeadlineExceeded)
+		require.Equal(t, txmgr.ClassPaused, txmgr.Classify(err))
+		require.Equal(t, "signer unavailable", txmgr.Reason(err))
 	})
 	t.Run("context canceled", func(t *testing.T) {
 		err := fmt.Errorf("send: %w", context.Canceled)

@@ -29,6 +29,9 @@ import (
 // maxSendBatch bounds the jobs of one batch.
 const maxSendBatch = 256
 
+// signConcurrency bounds the signatures of one batch in progress at once.
+const signConcurrency = 16
+
 // sendBatchTimeout bounds one batch's Redis and RPC work. It does not
 // depend on any one task's context, since the batch serves many.
 const sendBatchTimeout = 30 * time.Second
@@ -125,18 +128,40 @@ func (w *Worker) sendBatch(ctx context.Context, a *Account, batch []*sendReq) {
 		raw []byte
 		err error
 	}
-	var out []*signed
+	// A remote signer (KMS) costs a round trip per signature: the batch's
+	// transactions are signed concurrently, signConcurrency at a time, so
+	// its latency is paid about once per batch rather than once per job.
+	// A signer that cannot sign (signer.ErrUnavailable) stops the rest.
+	signCtx, stopSigning := context.WithCancel(ctx)
+	defer stopSigning()
+	all := make([]*signed, len(batch))
+	sem := make(chan struct{}, signConcurrency)
+	var wg sync.WaitGroup
 	for i, r := range batch {
 		if res[i].Err != nil {
 			r.done <- errFollow // not queued any more: another run got further
 			continue
 		}
-		tx, raw, err := txmgr.Sign(ctx, a.Signer, w.chainID, res[i].Nonce, r.gas, r.fees, r.call)
-		if err != nil {
-			r.done <- fmt.Errorf("job %s: %w", r.j.ID, err)
-			continue
+		wg.Go(func() {
+			sem <- struct{}{}
+			defer func() { <-sem }()
+			tx, raw, err := txmgr.Sign(signCtx, a.Signer, w.chainID, res[i].Nonce, r.gas, r.fees, r.call)
+			if txmgr.Classify(err) == txmgr.ClassPaused {
+				stopSigning()
+			}
+			all[i] = &signed{r: r, tx: tx, raw: raw, err: err}
+		})
+	}
+	wg.Wait()
+	var out []*signed
+	for _, s := range all {
+		switch {
+		case s == nil: // answered above
+		case s.err != nil:
+			s.r.done <- w.signFailed(ctx, a, s.r.j.ID, s.err)
+		default:
+			out = append(out, s)
 		}
-		out = append(out, &signed{r: r, tx: tx, raw: raw})
 	}
 
 	// Write-ahead: the signed bytes are durable before any node sees them
@@ -197,4 +222,22 @@ func (w *Worker) sendBatch(ctx context.Context, a *Account, batch []*sendReq) {
 		}
 		s.r.done <- err
 	}
+}
+
+// signFailed is a handler's answer when its job could not be signed. A
+// signer that cannot sign now (a KMS outage or throttling past its
+// retries) is paused with the reason, which /v1/signers shows, and the job
+// keeps its nonce and waits without using up its retries, as it does for
+// a signer that cannot pay.
+func (w *Worker) signFailed(ctx context.Context, a *Account, id string, err error) error {
+	if txmgr.Classify(err) != txmgr.ClassPaused {
+		return fmt.Errorf("job %s: %w", id, err)
+	}
+	w.log.Warn("signer cannot sign; job waits", "job_id", id, "signer", a.Signer.Address().Hex(), "err", err)
+	// The batch's deadline may be what ended the signing: the mark gets
+	// its own.
+	pctx, cancel := context.WithTimeout(context.WithoutCancel(ctx), 5*time.Second)
+	defer cancel()
+	a.pause(pctx, err.Error())
+	return &PausedError{Err: fmt.Errorf("job %s: %w", id, err)}
 }

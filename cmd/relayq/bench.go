@@ -32,11 +32,13 @@ func runBench(ctx context.Context, args []string, stdout, stderr io.Writer) erro
 	fs.DurationVar(&o.Timeout, "timeout", 0, "per-scenario limit (default 10m)")
 	fs.StringVar(&o.Chart, "chart", "bench.png", "where to write the PNG chart (\"\" for none)")
 	fs.StringVar(&o.Dir, "dir", "", "keep logs and Redis data here (default: a temporary directory, removed)")
-	fs.StringVar(&only, "only", "", "comma-separated scenarios: raw,relayq,relayq-multi,naive,api,soak (default all but soak)")
+	fs.StringVar(&only, "only", "", "comma-separated scenarios: raw,relayq,relayq-multi,naive,api,soak,kms (default all but soak and kms)")
 	fs.StringVar(&o.ProfileDir, "profile", "", "write CPU profiles of relayq's api and worker processes into this directory")
 	fs.DurationVar(&o.ProfileFor, "profile-for", 5*time.Second, "length of each CPU profile, from the first POST")
 	fs.StringVar(&o.AnvilBin, "anvil", "", "anvil binary (default $ANVIL_BIN, .tools/, PATH)")
 	fs.StringVar(&o.RedisBin, "redis-server", "", "redis-server binary (default PATH)")
+	fs.DurationVar(&o.KMSLatency, "kms-latency", 0, "delay added to each KMS call of the kms scenario, as a real KMS's network round trip (e.g. 20ms)")
+	fs.StringVar(&o.LocalKMSBin, "local-kms", "", "local-kms binary, for -only kms (default $LOCAL_KMS_BIN, .tools/bin, PATH)")
 	if err := fs.Parse(args); err != nil {
 		return err
 	}
@@ -53,7 +55,7 @@ func runBench(ctx context.Context, args []string, stdout, stderr io.Writer) erro
 		o.Only = strings.Split(only, ",")
 		for _, n := range o.Only {
 			switch n {
-			case "raw", "relayq", "relayq-multi", "naive", "api", "soak":
+			case "raw", "relayq", "relayq-multi", "naive", "api", "soak", "kms":
 			default:
 				return fmt.Errorf("relayq bench: unknown scenario %q in -only", n)
 			}

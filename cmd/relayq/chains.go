@@ -72,7 +72,7 @@ func startChains(ctx context.Context, cfg config.Config, rdb redis.UniversalClie
 		default:
 			return out, fmt.Errorf("%s: the node does not answer: %w", where, err)
 		}
-		if sc.signers, err = loadSigners(ch, sc.chainID); err != nil {
+		if sc.signers, err = loadSigners(ctx, ch, sc.chainID); err != nil {
 			return out, fmt.Errorf("%s: %w", where, err)
 		}
 		sc.backend = txmgr.Observed(node, observe)
@@ -92,8 +92,9 @@ func startChains(ctx context.Context, cfg config.Config, rdb redis.UniversalClie
 	return out, nil
 }
 
-// loadSigners reads a chain's keys: hex keys, then keystore v3 files.
-func loadSigners(ch config.Chain, chainID *big.Int) ([]signer.Signer, error) {
+// loadSigners reads a chain's keys: hex keys, then keystore v3 files, then
+// KMS keys (whose addresses KMS tells, so KMS must answer at start).
+func loadSigners(ctx context.Context, ch config.Chain, chainID *big.Int) ([]signer.Signer, error) {
 	var signers []signer.Signer
 	var err error
 	if len(ch.PrivateKeys) > 0 {
@@ -107,6 +108,22 @@ func loadSigners(ch config.Chain, chainID *big.Int) ([]signer.Signer, error) {
 			return nil, err
 		}
 		ks, err := signer.FromKeystoreFiles(ch.KeystoreFiles, pw, chainID)
+		if err != nil {
+			return nil, err
+		}
+		signers = append(signers, ks...)
+		if err := signer.Unique(signers); err != nil {
+			return nil, err
+		}
+	}
+	if len(ch.KMSKeyIDs) > 0 {
+		// Region, credentials and endpoint come from the AWS SDK's
+		// standard chain (AWS_REGION, AWS_PROFILE, AWS_ENDPOINT_URL_KMS, ...).
+		client, err := signer.NewKMSClient(ctx)
+		if err != nil {
+			return nil, err
+		}
+		ks, err := signer.FromKMSKeys(ctx, client, ch.KMSKeyIDs, chainID, 0)
 		if err != nil {
 			return nil, err
 		}

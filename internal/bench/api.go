@@ -12,7 +12,7 @@ import (
 // clients can post, then a steady APIRate jobs/s (1,000) for APISeconds (5),
 // whose latencies are the ones to read.
 func (o *Options) runAPI(ctx context.Context, dir string) ([]*Result, error) {
-	st, err := o.startStack(ctx, dir, "api-alone", 0, false)
+	st, err := o.startStack(ctx, dir, "api-alone", 0, false, nil)
 	if err != nil {
 		return nil, err
 	}

@@ -35,11 +35,13 @@ type Options struct {
 	Timeout       time.Duration // per scenario
 	Chart         string        // PNG path; "" for none
 	Dir           string        // logs and Redis data; "" for a temporary directory
-	Only          []string      // scenarios to run: raw, relayq, relayq-multi, naive, api, soak (all but soak when empty)
+	Only          []string      // scenarios to run: raw, relayq, relayq-multi, naive, api, soak, kms (all but soak and kms when empty)
 	ProfileDir    string        // write CPU profiles of relayq's api and worker here ("": none)
 	ProfileFor    time.Duration // how long each profile runs, from the first POST
 
 	AnvilBin, RedisBin, RelayqBin string
+	LocalKMSBin                   string        // local-kms, for the kms scenario only
+	KMSLatency                    time.Duration // added to each KMS call in the kms scenario (a real KMS's round trip)
 
 	Out io.Writer // the table
 	Log io.Writer // progress lines
@@ -131,7 +133,8 @@ type Report struct {
 
 func (o *Options) wants(name string) bool {
 	if len(o.Only) == 0 {
-		return name != "soak"
+		// The soak is long; the kms scenario needs local-kms.
+		return name != "soak" && name != "kms"
 	}
 	for _, n := range o.Only {
 		if n == name {
@@ -153,6 +156,12 @@ func Run(ctx context.Context, o Options) (*Report, error) {
 	}
 	if o.RedisBin, err = findBinary(o.RedisBin, "redis-server"); err != nil {
 		return nil, err
+	}
+	if o.wants("kms") {
+		if o.LocalKMSBin, err = findBinary(o.LocalKMSBin, "local-kms", os.Getenv("LOCAL_KMS_BIN"),
+			filepath.Join(root, ".tools/bin/local-kms")); err != nil {
+			return nil, err
+		}
 	}
 	if o.RelayqBin == "" {
 		if o.RelayqBin, err = os.Executable(); err != nil {
@@ -189,10 +198,13 @@ func Run(ctx context.Context, o Options) (*Report, error) {
 	if err := step("raw", func() (*Result, error) { return o.runRaw(ctx, dir) }); err != nil {
 		return nil, err
 	}
-	if err := step("relayq", func() (*Result, error) { return o.runRelayq(ctx, dir, 1) }); err != nil {
+	if err := step("relayq", func() (*Result, error) { return o.runRelayq(ctx, dir, 1, false) }); err != nil {
 		return nil, err
 	}
-	if err := step("relayq-multi", func() (*Result, error) { return o.runRelayq(ctx, dir, o.Signers) }); err != nil {
+	if err := step("kms", func() (*Result, error) { return o.runRelayq(ctx, dir, 1, true) }); err != nil {
+		return nil, err
+	}
+	if err := step("relayq-multi", func() (*Result, error) { return o.runRelayq(ctx, dir, o.Signers, false) }); err != nil {
 		return nil, err
 	}
 	if err := step("naive", func() (*Result, error) { return o.runNaive(ctx, dir) }); err != nil {

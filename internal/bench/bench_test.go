@@ -74,3 +74,27 @@ func TestBenchRunsEveryScenario(t *testing.T) {
 	require.NoError(t, err)
 	require.Greater(t, img.Bounds().Dx(), 500)
 }
+
+// The kms scenario (run only when asked for) starts local-kms, creates a
+// key, funds it, and runs relayq with that key alone behind a latency
+// proxy: every job is mined, one signature each, and the row is in the
+// table.
+func TestBenchKMSScenario(t *testing.T) {
+	t.Parallel()
+	dir := t.TempDir()
+	var out, log bytes.Buffer
+	o := bench.Options{
+		Jobs: 30, Clients: 4, Only: []string{"kms"}, KMSLatency: 5 * time.Millisecond, Dir: filepath.Join(dir, "run"),
+		AnvilBin: testenv.AnvilBinary(t), RelayqBin: testenv.RelayqBinary(t), LocalKMSBin: testenv.LocalKMSBinary(t),
+		Timeout: 2 * time.Minute, Out: &out, Log: &log,
+	}
+	rep, err := bench.Run(context.Background(), o)
+	require.NoError(t, err, "log:\n%s", log.String())
+	require.Len(t, rep.Results, 1)
+	r := rep.Results[0]
+	require.Equal(t, "relayq, 1 KMS signer", r.Name)
+	require.Positive(t, r.Rate())
+	require.Len(t, r.Mined, r.Jobs, "every job has a mined stamp")
+	require.Equal(t, r.Jobs, r.Attempts, "one signed transaction per job")
+	require.Contains(t, out.String(), "relayq, 1 KMS signer")
+}

@@ -36,7 +36,9 @@ type stack struct {
 	pprof   map[string]string // process name → RELAYQ_PPROF_LISTEN
 }
 
-func (o *Options) startStack(ctx context.Context, dir, name string, signers int, withWorker bool) (st *stack, err error) {
+// startStack starts a stack whose worker signs with the first signers of
+// anvil's funded keys or, with kk, with that KMS key alone (funded here).
+func (o *Options) startStack(ctx context.Context, dir, name string, signers int, withWorker bool, kk *kmsKey) (st *stack, err error) {
 	st = &stack{name: name, apiKey: "bench-key-0123456789abcdef", pprof: map[string]string{}}
 	defer func() {
 		if err != nil {
@@ -51,6 +53,12 @@ func (o *Options) startStack(ctx context.Context, dir, name string, signers int,
 	}
 	if st.counter, err = newRPCCounter(st.node.url); err != nil {
 		return st, err
+	}
+	if kk != nil {
+		if err := st.node.client.Client().CallContext(ctx, nil, "anvil_setBalance", kk.addr, "0x3635C9ADC5DEA00000"); err != nil {
+			return st, fmt.Errorf("fund the kms key: %w", err)
+		}
+		signers = 0
 	}
 	keys := make([]string, signers)
 	for i := range keys {
@@ -73,6 +81,10 @@ func (o *Options) startStack(ctx context.Context, dir, name string, signers int,
 		"RELAYQ_RATE_LIMIT=0",
 		"RELAYQ_LOG_LEVEL=warn",
 	)
+	if kk != nil {
+		env = append(env, kk.env...) // the later RELAYQ_PRIVATE_KEYS wins
+		st.addrs = []string{kk.addr}
+	}
 	procEnv := func(proc string) ([]string, error) {
 		if o.ProfileDir == "" {
 			return env, nil
@@ -187,10 +199,21 @@ func (o *Options) post(ctx context.Context, st *stack, ids []string, accept []ti
 }
 
 // runRelayq runs N jobs through relayq's api and worker processes on
-// signers keys: POSTed over HTTP by concurrent clients, from the first POST
-// until relayq reports every job mined.
-func (o *Options) runRelayq(ctx context.Context, dir string, signers int) (*Result, error) {
-	st, err := o.startStack(ctx, dir, fmt.Sprintf("relayq-%dsigner", signers), signers, true)
+// signers keys, or on one key in a local-kms (withKMS): POSTed over HTTP by
+// concurrent clients, from the first POST until relayq reports every job
+// mined.
+func (o *Options) runRelayq(ctx context.Context, dir string, signers int, withKMS bool) (*Result, error) {
+	name, title := fmt.Sprintf("relayq-%dsigner", signers), fmt.Sprintf("relayq, %d signer%s", signers, plural(signers))
+	var kk *kmsKey
+	if withKMS {
+		var err error
+		if kk, err = o.startKMS(ctx, dir); err != nil {
+			return nil, err
+		}
+		defer kk.close()
+		name, title = "relayq-kms", "relayq, 1 KMS signer"
+	}
+	st, err := o.startStack(ctx, dir, name, signers, true, kk)
 	if err != nil {
 		return nil, err
 	}
@@ -202,7 +225,7 @@ func (o *Options) runRelayq(ctx context.Context, dir string, signers int) (*Resu
 	if err := nextBlock(ctx, st.node.client); err != nil {
 		return nil, err
 	}
-	r := &Result{Name: fmt.Sprintf("relayq, %d signer%s", signers, plural(signers)), Jobs: o.Jobs}
+	r := &Result{Name: title, Jobs: o.Jobs}
 	nodeCPU0, redisCPU0 := st.node.usage().CPU, st.rds.usage().CPU
 	defer o.profile(ctx, st).Wait()
 
@@ -234,6 +257,9 @@ func (o *Options) runRelayq(ctx context.Context, dir string, signers int) (*Resu
 		u := c.usage()
 		r.CPU += u.CPU
 		r.PeakRSS += u.PeakRSS
+	}
+	if kk != nil {
+		fmt.Fprintf(o.Log, "bench: %s: local-kms used %.2f CPU seconds\n", st.name, kk.server.usage().CPU.Seconds())
 	}
 	if err := jobLatencies(ctx, st.store, ids, r); err != nil {
 		return nil, err

@@ -21,7 +21,7 @@ type rssPoint struct {
 // second: what matters is that it levels off instead of growing with the
 // number of jobs served.
 func (o *Options) runSoak(ctx context.Context, dir string) (*Result, error) {
-	st, err := o.startStack(ctx, dir, "soak", 1, true)
+	st, err := o.startStack(ctx, dir, "soak", 1, true, nil)
 	if err != nil {
 		return nil, err
 	}

@@ -1,10 +1,11 @@
 // Package testenv starts the real external programs that relayq's tests run
-// against: a private redis-server (Redis) and an anvil dev chain (Anvil), each
-// on a free loopback port with its own temporary directory, torn down by
-// t.Cleanup.
+// against: a private redis-server (Redis), an anvil dev chain (Anvil) and an
+// AWS KMS stand-in (StartLocalKMS), each on a free loopback port with its own
+// temporary directory, torn down by t.Cleanup.
 //
 // The programs are installed by scripts/install-test-deps.sh (redis-server
-// from Debian, anvil from npm into <repo>/.tools). A missing program fails
+// from Debian, anvil from npm into <repo>/.tools, local-kms with go install
+// into <repo>/.tools/bin). A missing program fails
 // the test rather than skipping it, so CI never passes by testing nothing.
 //
 // Each child's stdout and stderr go to a log file in its temporary
