@@ -306,33 +306,7 @@ func decode(h map[string]string, hist, att []string) (*Job, error) {
 // status st, starting after the id cursor (the last id of the previous
 // page). next is "" on the last page.
 func (s *Store) List(ctx context.Context, st Status, limit int, cursor string) (list []*Job, next string, err error) {
-	key := s.allKey()
-	if st != "" {
-		key = s.statusKey(st)
-	}
-	max := "+"
-	if cursor != "" {
-		max = "(" + cursor
-	}
-	ids, err := s.rdb.ZRevRangeByLex(ctx, key, &redis.ZRangeBy{Max: max, Min: "-", Count: int64(limit) + 1}).Result()
-	if err != nil {
-		return nil, "", fmt.Errorf("list jobs: %w", err)
-	}
-	if len(ids) > limit {
-		ids = ids[:limit]
-		next = ids[limit-1]
-	}
-	js, err := s.GetMany(ctx, ids)
-	if err != nil {
-		return nil, "", err
-	}
-	out := make([]*Job, 0, len(js))
-	for _, j := range js {
-		if j != nil {
-			out = append(out, j)
-		}
-	}
-	return out, next, nil
+	return s.ListFilter(ctx, Filter{Status: st}, limit, cursor)
 }
 
 // Oldest returns up to limit ids of jobs in status st, oldest first.
