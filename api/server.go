@@ -458,36 +458,6 @@ const (
 	maxListLimit     = 500
 )
 
-func (s *Server) listJobs(c echo.Context) error {
-	q := c.QueryParams()
-	for k := range q {
-		if k != "status" && k != "limit" && k != "cursor" && k != "chain" {
-			return invalid("unknown_parameter", k, "unknown query parameter %q (use status, limit, cursor, chain)", clip(k))
-		}
-	}
-	st := jobs.Status(q.Get("status"))
-	if st != "" && !st.Valid() {
-		return invalid("invalid_status", "status", "status %q is not one of %v", clip(string(st)), jobs.Statuses)
-	}
-	limit := defaultListLimit
-	if v := q.Get("limit"); v != "" {
-		n, err := strconv.Atoi(v)
-		if err != nil || n < 1 || n > maxListLimit {
-			return invalid("out_of_range", "limit", "limit must be an integer from 1 to %d", maxListLimit)
-		}
-		limit = n
-	}
-	cursor := q.Get("cursor")
-	if _, ok := jobs.CreatedAt(cursor); cursor != "" && !ok {
-		return invalid("invalid_cursor", "cursor", "cursor is not one this API returned")
-	}
-	list, next, err := s.store.List(c.Request().Context(), st, limit, cursor)
-	if err != nil {
-		return apiError(CodeUnavailable, "could not list jobs: %v", err)
-	}
-	return c.JSON(http.StatusOK, map[string]any{"jobs": list, "next_cursor": next})
-}
-
 // countJobRequest counts what became of a POST /v1/jobs: a job created or
 // replayed (by the status answered), or the API error code that refused it.
 func (s *Server) countJobRequest(c echo.Context, err error) {
