@@ -96,6 +96,7 @@ type Server struct {
 	chainID  uint64
 	log      *slog.Logger
 	reads    *readCache // POST /v1/calls: the head and the results at it (calls.go)
+	ui       *uiState   // the UI at /ui/ (ui.go)
 
 	contractReg *jobs.Contracts // registered contracts (contracts.go)
 	contracts   *contractCache
@@ -170,6 +171,10 @@ func New(ctx context.Context, cfg Config) (*Server, error) {
 	s.echo = echo.New()
 	s.monitor = asynqmon.New(asynqmon.Options{RootPath: "/monitor", RedisConnOpt: cfg.RedisConnOpt, ReadOnly: !cfg.MonitorWrite})
 	s.routes()
+	if err := s.uiRoutes(); err != nil {
+		enqueuer.Close()
+		return nil, err
+	}
 	return s, nil
 }
 
@@ -178,6 +183,9 @@ func (s *Server) Handler() http.Handler { return s.echo }
 
 // Close releases the API's connections (not the shared Redis client).
 func (s *Server) Close() error {
+	if s.ui != nil {
+		s.ui.close()
+	}
 	return errors.Join(s.enqueuer.Close(), s.monitor.Close())
 }
 
