@@ -29,6 +29,9 @@ func chromiumPath(t *testing.T) string {
 			return p
 		}
 	}
+	if os.Getenv("CI") != "" {
+		t.Fatal("chromium is not installed: CI must run scripts/install-test-deps.sh (make deps)")
+	}
 	t.Skip("chromium is not installed: run scripts/install-test-deps.sh")
 	return ""
 }
