@@ -119,7 +119,9 @@ func (s *Server) uiRoutes() error {
 	if err != nil {
 		return err
 	}
-	s.ui = u
+	for _, ch := range s.chains.list { // a job's page runs on its chain's Server
+		ch.ui = u
+	}
 	go u.run()
 	e := s.echo
 	static, _ := fs.Sub(uiFiles, "ui/static")

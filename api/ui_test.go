@@ -386,3 +386,46 @@ func TestChartOf(t *testing.T) {
 		require.Equal(t, tc.acceptedPt, c.Accepted, tc.name)
 	}
 }
+
+// With several chains the list shows one chain at a time (the first by
+// default, or the one chosen), a job's page finds the job on its chain,
+// and the overview and signers pages cover every chain.
+func TestUIServesEveryChain(t *testing.T) {
+	t.Parallel()
+	tc := setupTwoChains(t)
+	ids := map[string]string{}
+	for _, ch := range []string{"a", "b"} {
+		r := tc.do(http.MethodPost, "/v1/jobs", `{"to":"`+testCounter+`","function":"increment()","chain":"`+ch+`"}`)
+		require.Equal(t, http.StatusAccepted, r.Status, string(r.Body))
+		ids[ch] = r.job(t).ID
+	}
+	br := newBrowser(t, tc.http.URL)
+	require.Equal(t, http.StatusSeeOther, br.login(testKey).Status)
+	for _, c := range []struct{ path, has, hasNot string }{
+		{"/ui/", ids["a"], ids["b"]},
+		{"/ui/?chain=a", ids["a"], ids["b"]},
+		{"/ui/?chain=b", ids["b"], ids["a"]},
+		{"/ui/?chain=202", ids["b"], ids["a"]},
+	} {
+		p := br.get(c.path)
+		require.Equal(t, http.StatusOK, p.Status, c.path)
+		require.Contains(t, p.Body, `<tr data-id="`+c.has+`">`, c.path)
+		require.NotContains(t, p.Body, c.hasNot, c.path)
+		require.Contains(t, p.Body, `<select name="chain">`, c.path)
+	}
+	p := br.get("/ui/jobs/" + ids["b"])
+	require.Equal(t, http.StatusOK, p.Status)
+	require.Contains(t, p.Body, "chain 202")
+	require.Equal(t, http.StatusNotFound, br.get("/ui/jobs/"+jobs.NewID()).Status)
+	require.Equal(t, http.StatusNotFound, br.get("/ui/jobs/not-an-id").Status)
+
+	p = br.get("/ui/overview")
+	require.Equal(t, http.StatusOK, p.Status)
+	require.Contains(t, p.Body, "chain 101")
+	require.Contains(t, p.Body, "chain 202")
+	require.Equal(t, 2, strings.Count(p.Body, `<td class="n" data-status="queued">1</td>`))
+	p = br.get("/ui/signers")
+	require.Equal(t, http.StatusOK, p.Status)
+	require.Contains(t, p.Body, "a (101)")
+	require.Contains(t, p.Body, "b (202)")
+}
