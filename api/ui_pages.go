@@ -522,8 +522,9 @@ func (s *Server) uiOverview(c echo.Context) error {
 type uiChart struct {
 	Enabled            bool
 	W, H               int
-	Accepted, Finished string // polyline points
-	Max                float64
+	Accepted, Finished string  // polyline points
+	Max                float64 // the highest rate, per minute
+	Top                float64 // the rate at the top of the chart
 	Span               string
 	LastAccepted       float64
 	LastFinished       float64
@@ -552,6 +553,7 @@ func chartOf(ss []sample, enabled bool) uiChart {
 		ch.Max = max(ch.Max, rates[i-1].acc, rates[i-1].fin)
 	}
 	top := max(ch.Max, 1)
+	ch.Top = math.Round(top*10) / 10
 	var acc, fin []string
 	for i, r := range rates {
 		x := float64(i) * float64(chartW) / float64(max(len(rates)-1, 1))
@@ -559,6 +561,10 @@ func chartOf(ss []sample, enabled bool) uiChart {
 		yf := float64(chartH) - r.fin/top*float64(chartH-10)
 		acc = append(acc, fmt.Sprintf("%.1f,%.1f", x, ya))
 		fin = append(fin, fmt.Sprintf("%.1f,%.1f", x, yf))
+	}
+	if len(rates) == 1 { // one rate: a level line across the chart
+		acc = append(acc, fmt.Sprintf("%d,%s", chartW, strings.Split(acc[0], ",")[1]))
+		fin = append(fin, fmt.Sprintf("%d,%s", chartW, strings.Split(fin[0], ",")[1]))
 	}
 	ch.Accepted, ch.Finished = strings.Join(acc, " "), strings.Join(fin, " ")
 	ch.Max = math.Round(ch.Max*10) / 10

@@ -376,7 +376,7 @@ func TestChartOf(t *testing.T) {
 	}{
 		{"one sample", []sample{{at(0), metrics.Totals{}}}, 0, 0, 0, 0, ""},
 		{"steady", []sample{{at(0), metrics.Totals{}}, {at(30), metrics.Totals{Accepted: 10, Confirmed: 5}}, {at(60), metrics.Totals{Accepted: 20, Confirmed: 10, Cancelled: 1}}}, 2, 20, 12, 20, "0.0,10.0 600.0,10.0"},
-		{"restart", []sample{{at(0), metrics.Totals{Accepted: 50}}, {at(60), metrics.Totals{Accepted: 5}}}, 1, 5, 0, 5, "0.0,10.0"},
+		{"restart", []sample{{at(0), metrics.Totals{Accepted: 50}}, {at(60), metrics.Totals{Accepted: 5}}}, 1, 5, 0, 5, "0.0,10.0 600,10.0"},
 	} {
 		c := chartOf(tc.samples, true)
 		require.Equal(t, tc.points, c.Points, tc.name)

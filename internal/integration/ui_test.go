@@ -17,6 +17,7 @@ import (
 	"github.com/stretchr/testify/require"
 
 	"github.com/relayq/relayq/jobs"
+	"github.com/relayq/relayq/metrics"
 	"github.com/relayq/relayq/nonce"
 )
 
@@ -88,7 +89,7 @@ func evalJS[T any](t *testing.T, ctx context.Context, expr string) T {
 func TestUIInABrowser(t *testing.T) {
 	t.Parallel()
 	chromiumPath(t) // skip before starting anything
-	s := newStack(t, stackOptions{anvilArgs: []string{"--block-time", "1"}})
+	s := newStack(t, stackOptions{anvilArgs: []string{"--block-time", "1"}, metrics: metrics.New()})
 	ctx := context.Background()
 
 	// A signer no worker holds a key for, marked paused as a worker marks
@@ -185,6 +186,9 @@ func TestUIInABrowser(t *testing.T) {
 		chromedp.WaitVisible(chromedp.CSS(`td.n[data-status="confirmed"]`)),
 	))
 	require.NotEqual(t, "0", strings.TrimSpace(evalJS[string](t, b, `document.querySelector('td.n[data-status="confirmed"]').textContent`)))
+	// The throughput chart comes with the second sample of the counters
+	// (10 s after the API started); the live refresh brings it in.
+	require.NoError(t, chromedp.Do(b, chromedp.WaitVisible(chromedp.CSS("svg.chart polyline.finished"))))
 	screenshot(t, b, "overview")
 
 	// After logging out the pages need the key again.
