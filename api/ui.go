@@ -22,6 +22,8 @@ import (
 
 	"github.com/hibiken/asynq"
 	"github.com/labstack/echo/v4"
+	"github.com/labstack/echo/v4/middleware"
+	"golang.org/x/time/rate"
 
 	"github.com/relayq/relayq/metrics"
 )
@@ -129,7 +131,7 @@ func (s *Server) uiRoutes() error {
 	g := e.Group("/ui", u.headers, u.sameOrigin)
 	g.GET("/static/*", echo.WrapHandler(http.StripPrefix("/ui/static/", staticHandler(static))))
 	g.GET("/login", s.uiLoginForm)
-	g.POST("/login", s.uiLogin)
+	g.POST("/login", s.uiLogin, loginLimit())
 	g.POST("/logout", s.uiLogout, u.session, u.csrf)
 	g.GET("/", s.uiJobs, u.session)
 	g.GET("/jobs/:id", s.onChain(byJob, (*Server).uiJob), u.session)
@@ -137,6 +139,29 @@ func (s *Server) uiRoutes() error {
 	g.GET("/signers", s.uiSigners, u.session)
 	g.GET("/overview", s.uiOverview, u.session)
 	return nil
+}
+
+// Login attempts allowed per client address: a burst, then one every six
+// seconds, so the form cannot be used to guess keys quickly.
+const (
+	uiLoginBurst = 10
+	uiLoginEvery = 6 * time.Second
+)
+
+// loginLimit limits login attempts per client address (the connection's,
+// not X-Forwarded-For, which a caller could choose), in this process.
+func loginLimit() echo.MiddlewareFunc {
+	direct := echo.ExtractIPDirect()
+	return middleware.RateLimiterWithConfig(middleware.RateLimiterConfig{
+		Store: middleware.NewRateLimiterMemoryStoreWithConfig(middleware.RateLimiterMemoryStoreConfig{
+			Rate: rate.Every(uiLoginEvery), Burst: uiLoginBurst, ExpiresIn: 10 * time.Minute,
+		}),
+		IdentifierExtractor: func(c echo.Context) (string, error) { return direct(c.Request()), nil },
+		DenyHandler: func(c echo.Context, _ string, _ error) error {
+			c.Response().Header().Set("Retry-After", strconv.Itoa(int(uiLoginEvery/time.Second)))
+			return uiFail(c, http.StatusTooManyRequests, "too many login attempts from this address: wait a few seconds")
+		},
+	})
 }
 
 // staticHandler serves the embedded assets, cacheable for an hour.

@@ -162,6 +162,16 @@ func TestUILoginAndSession(t *testing.T) {
 		}
 	}
 
+	// Guessing keys through the form is limited per client address.
+	limited := false
+	for range uiLoginBurst + 1 {
+		if br.login("guess").Status == http.StatusTooManyRequests {
+			limited = true
+			break
+		}
+	}
+	require.True(t, limited, "login attempts are rate limited")
+
 	// Logging out clears the cookie.
 	p = br.get("/ui/")
 	p = br.do(http.MethodPost, "/ui/logout", url.Values{"csrf": {csrfOf(t, p)}})

@@ -21,7 +21,8 @@
           location.href = "/ui/login?next=" + encodeURIComponent(location.pathname + location.search);
           return null;
         }
-        return r.text().then(function (t) { return r.ok ? t : Promise.reject(new Error(t || r.status)); });
+        if (!r.ok) throw new Error("HTTP " + r.status);
+        return r.text();
       })
       .then(function (html) {
         if (html === null) return;
