@@ -301,7 +301,7 @@ func (u *uiState) session(next echo.HandlerFunc) echo.HandlerFunc {
 		}
 		c.Set(uiSessionKey, sess)
 		if !u.open {
-			c.Set("api_key_id", sess.keyID) // as the bearer auth sets it
+			c.Set(apiKeyIDKey, sess.keyID) // as the bearer auth sets it
 		}
 		return next(c)
 	}

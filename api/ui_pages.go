@@ -294,7 +294,7 @@ func (s *Server) uiCancel(c echo.Context) error {
 	} else if status == http.StatusAccepted {
 		notice = "cancel requested: a no-op at the same nonce will replace the transaction"
 	}
-	s.log.Info("ui: cancel", "request_id", requestID(c), "job_id", id, "api_key_id", c.Get("api_key_id"), "outcome", notice)
+	s.log.Info("ui: cancel", "request_id", requestID(c), "job_id", id, "api_key_id", c.Get(apiKeyIDKey), "outcome", notice)
 	return c.Redirect(http.StatusSeeOther, "/ui/jobs/"+url.PathEscape(id)+"?notice="+url.QueryEscape(notice))
 }
 
