@@ -4,12 +4,12 @@ GO ?= go
 
 .PHONY: test deps build dev vet fmt bench
 
-## test: install the test programs (redis-server, anvil) if missing, then run every test with the race detector
+## test: install the test programs (redis-server, anvil, chromium) if missing, then run every test with the race detector
 test: deps
 	$(GO) vet ./...
 	$(GO) test -race -count=1 -timeout 20m ./...
 
-## deps: install redis-server (apt), anvil (npm) and local-kms (go install) into .tools/ when missing
+## deps: install redis-server and chromium (apt), anvil (npm) and local-kms (go install) into .tools/ when missing
 deps:
 	./scripts/install-test-deps.sh
 

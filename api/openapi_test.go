@@ -27,6 +27,9 @@ const docURL = "https://relayq.test/openapi.json"
 // notDocumented are served paths the document leaves out, with why.
 var notDocumented = map[string]string{
 	"/monitor/*": "asynqmon's own UI and JSON API; its routes are asynqmon's, and /monitor stands for them",
+	// The UI's HTML pages and forms (ui.go, docs/ui.md): not API.
+	"/ui": "ui", "/ui/": "ui", "/ui/static/*": "ui", "/ui/login": "ui", "/ui/logout": "ui",
+	"/ui/jobs/{id}": "ui", "/ui/jobs/{id}/cancel": "ui", "/ui/signers": "ui", "/ui/overview": "ui",
 }
 
 // anyMethod are paths registered for every method (e.Any) whose document

@@ -101,6 +101,7 @@ type Server struct {
 	chainID  uint64
 	log      *slog.Logger
 	reads    *readCache // POST /v1/calls: the head and the results at it (calls.go)
+	ui       *uiState   // the UI at /ui/ (ui.go)
 
 	contractReg *jobs.Contracts // registered contracts (contracts.go)
 	contracts   *contractCache
@@ -182,6 +183,10 @@ func New(ctx context.Context, cfg Config) (*Server, error) {
 	s.monitor = asynqmon.New(asynqmon.Options{RootPath: "/monitor", RedisConnOpt: cfg.RedisConnOpt, ReadOnly: !cfg.MonitorWrite})
 	s.keys = keys
 	s.routes()
+	if err := s.uiRoutes(); err != nil {
+		enqueuer.Close()
+		return nil, err
+	}
 	return s, nil
 }
 
@@ -190,6 +195,9 @@ func (s *Server) Handler() http.Handler { return s.echo }
 
 // Close releases the API's connections (not the shared Redis client).
 func (s *Server) Close() error {
+	if s.ui != nil {
+		s.ui.close()
+	}
 	return errors.Join(s.enqueuer.Close(), s.monitor.Close())
 }
 
@@ -263,11 +271,8 @@ func (s *Server) auth() echo.MiddlewareFunc {
 				match = subtle.ConstantTimeSelect(eq, i, match)
 			}
 			if ok == 1 {
-				id, k := hex.EncodeToString(got[:8]), s.keys[match]
-				p := principal{name: k.Name, admin: k.Admin, idemScope: id}
-				if !k.Bare {
-					p.idemScope = "key:" + k.Name
-				}
+				k := s.keys[match]
+				id, p := principalFor(k)
 				c.Set(apiKeyIDKey, id)
 				c.Set(apiKeyNameKey, k.Name)
 				c.SetRequest(c.Request().WithContext(withPrincipal(c.Request().Context(), p)))
@@ -278,6 +283,18 @@ func (s *Server) auth() echo.MiddlewareFunc {
 			return apiError(CodeUnauthorized, "missing or invalid API key: send Authorization: Bearer <key>")
 		},
 	})
+}
+
+// principalFor is the key id (for logs and the UI's sessions) and the
+// principal of a configured API key.
+func principalFor(k apikey.Key) (string, principal) {
+	sum := sha256.Sum256([]byte(k.Key))
+	id := hex.EncodeToString(sum[:8])
+	p := principal{name: k.Name, admin: k.Admin, idemScope: id}
+	if !k.Bare {
+		p.idemScope = "key:" + k.Name
+	}
+	return id, p
 }
 
 func (s *Server) ready(c echo.Context) error {
@@ -484,44 +501,6 @@ const (
 	defaultListLimit = 50
 	maxListLimit     = 500
 )
-
-func (s *Server) listJobs(c echo.Context) error {
-	q := c.QueryParams()
-	for k := range q {
-		if k != "status" && k != "limit" && k != "cursor" && k != "chain" {
-			return invalid("unknown_parameter", k, "unknown query parameter %q (use status, limit, cursor, chain)", clip(k))
-		}
-	}
-	st := jobs.Status(q.Get("status"))
-	if st != "" && !st.Valid() {
-		return invalid("invalid_status", "status", "status %q is not one of %v", clip(string(st)), jobs.Statuses)
-	}
-	limit := defaultListLimit
-	if v := q.Get("limit"); v != "" {
-		n, err := strconv.Atoi(v)
-		if err != nil || n < 1 || n > maxListLimit {
-			return invalid("out_of_range", "limit", "limit must be an integer from 1 to %d", maxListLimit)
-		}
-		limit = n
-	}
-	cursor := q.Get("cursor")
-	if _, ok := jobs.CreatedAt(cursor); cursor != "" && !ok {
-		return invalid("invalid_cursor", "cursor", "cursor is not one this API returned")
-	}
-	var list []*jobs.Job
-	var next string
-	var err error
-	if p := caller(c); p.admin {
-		list, next, err = s.store.List(c.Request().Context(), st, limit, cursor)
-	} else {
-		// The key's own index: every page is full of its jobs.
-		list, next, err = s.store.ListOwned(c.Request().Context(), p.name, st, limit, cursor)
-	}
-	if err != nil {
-		return apiError(CodeUnavailable, "could not list jobs: %v", err)
-	}
-	return c.JSON(http.StatusOK, map[string]any{"jobs": list, "next_cursor": next})
-}
 
 // countJobRequest counts what became of a POST /v1/jobs: a job created or
 // replayed (by the status answered), or the API error code that refused it.

@@ -123,19 +123,29 @@ func (s *Server) reconcileSigner(c echo.Context) error {
 // worker replaces its transaction with a 0-value self-send at the same nonce
 // (whichever is mined decides). Anything further along is 409.
 func (s *Server) cancelJob(c echo.Context) error {
-	ctx := c.Request().Context()
 	id := c.Param("id")
 	c.Set(jobIDKey, id)
+	j, status, err := s.cancel(c.Request().Context(), id)
+	if err != nil {
+		return err
+	}
+	return c.JSON(status, j)
+}
+
+// cancel is the one cancel code path, of the API and the UI: it returns the
+// job and the HTTP status of the answer (200 cancelled, 202 marked), or an
+// API error.
+func (s *Server) cancel(ctx context.Context, id string) (*jobs.Job, int, error) {
 	if _, ok := jobs.CreatedAt(id); !ok {
-		return apiError(CodeNotFound, "no job %q", clip(id))
+		return nil, 0, apiError(CodeNotFound, "no job %q", clip(id))
 	}
 	for range 3 { // a job may move between our read and our write
 		j, err := s.store.Get(ctx, id)
-		if errors.Is(err, jobs.ErrNotFound) || err == nil && !caller(c).owns(j) {
-			return apiError(CodeNotFound, "no job %q", id) // another key's job, as getJob
+		if errors.Is(err, jobs.ErrNotFound) || err == nil && !principalOf(ctx).owns(j) {
+			return nil, 0, apiError(CodeNotFound, "no job %q", id) // another key's job, as getJob
 		}
 		if err != nil {
-			return apiError(CodeUnavailable, "could not load the job: %v", err)
+			return nil, 0, apiError(CodeUnavailable, "could not load the job: %v", err)
 		}
 		var bad *jobs.BadTransitionError
 		switch j.Status {
@@ -143,26 +153,26 @@ func (s *Server) cancelJob(c echo.Context) error {
 			err = s.store.TransitionIf(ctx, id, jobs.Queued, jobs.Cancelled, "cancelled by request", nil, nil)
 		case jobs.Submitted:
 			if j.CancelRequested {
-				return c.JSON(http.StatusAccepted, j)
+				return j, http.StatusAccepted, nil
 			}
 			err = s.store.Update(ctx, id, jobs.Submitted, jobs.Fields{"cancel_requested", "1"}, nil)
 		default:
-			return &Error{Kind: CodeConflict, Code: "not_cancellable", Message: "job " + id + " is " + string(j.Status) + ": only queued or submitted jobs can be cancelled"}
+			return nil, 0, &Error{Kind: CodeConflict, Code: "not_cancellable", Message: "job " + id + " is " + string(j.Status) + ": only queued or submitted jobs can be cancelled"}
 		}
 		if errors.As(err, &bad) {
 			continue
 		}
 		if err != nil {
-			return apiError(CodeUnavailable, "could not cancel: %v", err)
+			return nil, 0, apiError(CodeUnavailable, "could not cancel: %v", err)
 		}
 		j, err = s.store.Get(ctx, id)
 		if err != nil {
-			return apiError(CodeUnavailable, "could not load the job: %v", err)
+			return nil, 0, apiError(CodeUnavailable, "could not load the job: %v", err)
 		}
 		if j.Status == jobs.Cancelled {
-			return c.JSON(http.StatusOK, j)
+			return j, http.StatusOK, nil
 		}
-		return c.JSON(http.StatusAccepted, j)
+		return j, http.StatusAccepted, nil
 	}
-	return apiError(CodeUnavailable, "job %s kept changing; try again", id)
+	return nil, 0, apiError(CodeUnavailable, "job %s kept changing; try again", id)
 }

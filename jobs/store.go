@@ -347,48 +347,14 @@ func decode(h map[string]string, hist, att []string) (*Job, error) {
 // status st, starting after the id cursor (the last id of the previous
 // page). next is "" on the last page.
 func (s *Store) List(ctx context.Context, st Status, limit int, cursor string) (list []*Job, next string, err error) {
-	key := s.allKey()
-	if st != "" {
-		key = s.statusKey(st)
-	}
-	return s.list(ctx, key, limit, cursor)
+	return s.ListFilter(ctx, Filter{Status: st}, limit, cursor)
 }
 
 // ListOwned is List for the jobs of one API key (by name), read from that
 // key's own indexes: a page holds limit of its jobs, however many other
 // keys' jobs there are.
 func (s *Store) ListOwned(ctx context.Context, owner string, st Status, limit int, cursor string) (list []*Job, next string, err error) {
-	key := s.ownerAllKey(owner)
-	if st != "" {
-		key = s.ownerStatusKey(owner, st)
-	}
-	return s.list(ctx, key, limit, cursor)
-}
-
-func (s *Store) list(ctx context.Context, key string, limit int, cursor string) (list []*Job, next string, err error) {
-	max := "+"
-	if cursor != "" {
-		max = "(" + cursor
-	}
-	ids, err := s.rdb.ZRevRangeByLex(ctx, key, &redis.ZRangeBy{Max: max, Min: "-", Count: int64(limit) + 1}).Result()
-	if err != nil {
-		return nil, "", fmt.Errorf("list jobs: %w", err)
-	}
-	if len(ids) > limit {
-		ids = ids[:limit]
-		next = ids[limit-1]
-	}
-	js, err := s.GetMany(ctx, ids)
-	if err != nil {
-		return nil, "", err
-	}
-	out := make([]*Job, 0, len(js))
-	for _, j := range js {
-		if j != nil {
-			out = append(out, j)
-		}
-	}
-	return out, next, nil
+	return s.ListFilter(ctx, Filter{Status: st, Owner: owner}, limit, cursor)
 }
 
 // Oldest returns up to limit ids of jobs in status st, oldest first.

@@ -7,6 +7,8 @@
 #     ships inside the package), into <repo>/.tools, for internal/testenv.Anvil;
 #   - local-kms (github.com/nsmithuk/local-kms, an AWS KMS implementation),
 #     with go install into <repo>/.tools/bin, for internal/testenv.StartLocalKMS.
+#   - chromium, from Debian (apt-get), for the UI's browser test
+#     (internal/integration/ui_test.go drives it headless with chromedp).
 # Idempotent and quiet when everything is already present; works from any cwd.
 set -euo pipefail
 
@@ -47,6 +49,13 @@ if ! command -v redis-cli >/dev/null 2>&1; then
 	sudo_if_needed env DEBIAN_FRONTEND=noninteractive apt-get install -y -qq redis-tools >/dev/null
 fi
 
+if ! command -v chromium >/dev/null 2>&1; then
+	echo "install-test-deps: installing chromium (apt-get) for the UI's browser test" >&2
+	sudo_if_needed apt-get update -qq
+	sudo_if_needed env DEBIAN_FRONTEND=noninteractive apt-get install -y -qq chromium >/dev/null
+	command -v chromium >/dev/null 2>&1 || { echo "install-test-deps: chromium still missing" >&2; exit 1; }
+fi
+
 installed_version() {
 	[ -f "$ANVIL_DIR/package.json" ] || return 0
 	sed -n 's/^ *"version": *"\([^"]*\)".*/\1/p' "$ANVIL_DIR/package.json" | head -n1
@@ -80,3 +89,4 @@ redis-server --version >/dev/null || { echo "install-test-deps: redis-server doe
 redis-cli --version >/dev/null || { echo "install-test-deps: redis-cli does not run" >&2; exit 1; }
 "$ANVIL_BIN" --version >/dev/null || { echo "install-test-deps: $ANVIL_BIN does not run" >&2; exit 1; }
 [ "$(local_kms_version)" = "$LOCAL_KMS_VERSION" ] || { echo "install-test-deps: $LOCAL_KMS_BIN is not $LOCAL_KMS_VERSION" >&2; exit 1; }
+chromium --headless --no-sandbox --disable-gpu --version >/dev/null 2>&1 || { echo "install-test-deps: chromium does not run" >&2; exit 1; }

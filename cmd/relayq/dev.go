@@ -110,6 +110,7 @@ func runDev(ctx context.Context, getenv func(string) string, stdout, stderr io.W
   contract:   Counter at %s
   redis:      %s%s
   API:        %s
+  UI:         %s/ui/  (jobs, attempts, nonce lanes: watch your first job turn confirmed)
   monitor:    %s/monitor/
   readiness:  %s/readyz
 
@@ -127,7 +128,7 @@ then poll the URL in its Location header (GET /v1/jobs/<id>) until "status" is
 "confirmed", or run: go run ./cmd/relayq status%s <id> --wait
 
 `, chain.URL(), devchain.ChainID, signerAddr.Hex(), counter.Hex(), redactURL(cfg.RedisURL), redisNote,
-		base, base, base, cliAPI, counter.Hex(), base, auth, counter.Hex(), cliAPI)
+		base, base, base, base, cliAPI, counter.Hex(), base, auth, counter.Hex(), cliAPI)
 	fmt.Fprintf(stdout, `Webhooks: a job may carry "webhook_url" (allowed here: %s);
 deliveries are signed with (see docs/webhooks.md to verify them)
 

@@ -92,7 +92,17 @@ func TestDevRunsTheREADMEWalkthrough(t *testing.T) {
 	require.Equal(t, http.StatusAccepted, res.StatusCode, string(body))
 	loc := res.Header.Get("Location")
 	require.True(t, strings.HasPrefix(loc, "/v1/jobs/"), loc)
-	d.waitConfirmed(t, strings.TrimPrefix(loc, "/v1/jobs/"))
+	id := strings.TrimPrefix(loc, "/v1/jobs/")
+	d.waitConfirmed(t, id)
+	// The UI the banner points at lists the job, confirmed (dev has no
+	// keys: the page is open, as the API is).
+	require.Contains(t, d.banner, base+"/ui/")
+	res, err = http.Get(base + "/ui/?status=confirmed")
+	require.NoError(t, err)
+	body, _ = io.ReadAll(res.Body)
+	res.Body.Close()
+	require.Equal(t, http.StatusOK, res.StatusCode, string(body))
+	require.Contains(t, string(body), `<tr data-id="`+id+`">`)
 	// The monitor works on the embedded Redis.
 	res, err = http.Get(base + "/monitor/api/queues")
 	require.NoError(t, err)

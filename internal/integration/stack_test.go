@@ -25,6 +25,7 @@ import (
 	"github.com/relayq/relayq/internal/devchain/contract"
 	"github.com/relayq/relayq/internal/testenv"
 	"github.com/relayq/relayq/jobs"
+	"github.com/relayq/relayq/metrics"
 	"github.com/relayq/relayq/signer"
 	"github.com/relayq/relayq/txmgr"
 	"github.com/relayq/relayq/worker"
@@ -57,6 +58,7 @@ type stackOptions struct {
 	anvilArgs   []string                          // run on anvil with these args instead of the simulated chain
 	worker      func(*worker.Config)              // adjust the worker's configuration
 	proxy       bool                              // the worker reaches the node through an RPCProxy (s.proxy); the API directly
+	metrics     *metrics.Metrics                  // shared by the API and the worker, as in relayq serve (nil: none)
 }
 
 func newStack(t *testing.T, opts stackOptions) *stack {
@@ -107,7 +109,7 @@ func newStack(t *testing.T, opts stackOptions) *stack {
 	wcfg := worker.Config{
 		Redis: s.rdb, Prefix: "relayq:", Backend: s.backend, Signers: []signer.Signer{sg},
 		Concurrency: 8, PollInterval: 50 * time.Millisecond, SweepAfter: time.Minute,
-		MaxFeePerGas: big.NewInt(500e9), ErrorABI: &contract.ABI, Log: log,
+		MaxFeePerGas: big.NewInt(500e9), ErrorABI: &contract.ABI, Log: log, Metrics: opts.metrics,
 	}
 	if opts.worker != nil {
 		opts.worker(&wcfg)
@@ -121,7 +123,7 @@ func newStack(t *testing.T, opts stackOptions) *stack {
 	}
 	srv, err := api.New(ctx, api.Config{
 		Redis: s.rdb, RedisConnOpt: asynq.RedisClientOpt{Addr: s.redis.Addr()}, Prefix: "relayq:",
-		Node: s.node, APIKeys: []string{testAPIKey}, Confirmations: 1, Log: log,
+		Node: s.node, APIKeys: []string{testAPIKey}, Confirmations: 1, Log: log, Metrics: opts.metrics,
 	})
 	require.NoError(t, err)
 	t.Cleanup(func() { srv.Close() })
