@@ -197,6 +197,7 @@ func TestAnvilNoMining(t *testing.T) {
 
 // Missing programs must fail the test with the install hint, never skip it.
 func TestMissingProgramsFail(t *testing.T) {
+	testenv.SkipShort(t, "the helpers it checks skip under -short")
 	// Not parallel: t.Setenv.
 	t.Run("anvil from a bad ANVIL_BIN", func(t *testing.T) {
 		t.Setenv("ANVIL_BIN", "/nonexistent/anvil")
