@@ -2,12 +2,24 @@
 
 GO ?= go
 
-.PHONY: test deps build dev vet fmt bench
+.PHONY: test deps build dev vet fmt bench fuzz
 
 ## test: install the test programs (redis-server, anvil, chromium) if missing, then run every test with the race detector
 test: deps
 	$(GO) vet ./...
 	$(GO) test -race -count=1 -timeout 20m ./...
+	$(MAKE) fuzz
+
+## fuzz: run each fuzz target for FUZZTIME (go test -fuzz takes one target
+## per run); a failure leaves its input under the package's testdata/fuzz
+FUZZTIME ?= 5s
+FUZZ_TARGETS = ./api:FuzzDecodeJSON ./calldata:FuzzParseSignature ./calldata:FuzzParseABI \
+	./calldata:FuzzDecode ./txmgr:FuzzDecodeRevert
+fuzz:
+	@set -e; for t in $(FUZZ_TARGETS); do \
+		echo "fuzz $${t#*:} ($${t%%:*}, $(FUZZTIME))"; \
+		$(GO) test -run '^$$' -fuzz "^$${t#*:}$$" -fuzztime $(FUZZTIME) -fuzzminimizetime 10x "$${t%%:*}"; \
+	done
 
 ## deps: install redis-server and chromium (apt), anvil (npm) and local-kms (go install) into .tools/ when missing
 deps:

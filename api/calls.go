@@ -329,13 +329,22 @@ func (s *Server) call(c echo.Context) error {
 	ans := callAnswer{Block: number, Raw: hexutil.Encode(out.raw)}
 	if method != nil && len(method.Outputs) > 0 {
 		vals, err := calldata.DecodeOutputs(*method, out.raw)
-		if err != nil {
+		if err != nil { // the raw result, not a decode that would not fit in memory
 			return &Error{Kind: CodeCallFailed, Code: "undecodable_result", Field: "function",
-				Message: "the call succeeded but its result does not decode as the function's output types: " + err.Error()}
+				Message: "the call succeeded but its result does not decode as the function's output types: " + err.Error() + "; raw result " + rawHex(out.raw)}
 		}
 		ans.Result = vals
 	}
 	return c.JSON(http.StatusOK, ans)
+}
+
+// rawHex is data in hex for an error message, its first 2 KiB when longer.
+func rawHex(data []byte) string {
+	const most = 2 << 10
+	if len(data) > most {
+		return hexutil.Encode(data[:most]) + "…"
+	}
+	return hexutil.Encode(data)
 }
 
 // callAnswered reports whether err is the node's verdict on the call itself

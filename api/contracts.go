@@ -76,9 +76,10 @@ func newContractCache(reg *jobs.Contracts) *contractCache {
 	return &contractCache{reg: reg, now: time.Now, m: map[string]cachedContract{}}
 }
 
-// parseRegistered parses a stored contract's address and ABI.
+// parseRegistered parses a stored contract's address and ABI (which may
+// predate ParseABI's limits: its decodes are bounded instead).
 func parseRegistered(ct *jobs.Contract) (*registered, error) {
-	parsed, err := calldata.ParseABI(ct.ABI)
+	parsed, err := calldata.ParseStoredABI(ct.ABI)
 	if err != nil {
 		return nil, err
 	}

@@ -163,7 +163,7 @@ func TestJobByABIMethodBadRequests(t *testing.T) {
 		{`{"contract":"counter","method":"add","function":"add(uint256)","args":[1]}`, "conflicting_fields", "function"},
 		{`{"contract":"counter","method":"add","data":"0x"}`, "conflicting_fields", "data"},
 		{`{` + to + `"abi":"[]","method":"add"}`, calldata.CodeInvalidABI, "abi"},
-		{`{` + to + `"abi":[{"type":"function","name":"add","inputs":[{"type":"uint7"}]}],"method":"add"}`, calldata.CodeInvalidFunction, "method"},
+		{`{` + to + `"abi":[{"type":"function","name":"add","inputs":[{"type":"uint7"}]}],"method":"add"}`, calldata.CodeInvalidABI, "abi"}, // every type of the ABI is held to the signature limits
 		{`{` + to + `"abi":[` + strings.Repeat(`{"type":"event","name":"E","inputs":[]},`, 7000) + `{"type":"event","name":"E","inputs":[]}],"method":"add"}`, "too_large", "abi"},
 	} {
 		r := b.do(http.MethodPost, "/v1/jobs", tc.body)

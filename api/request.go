@@ -85,8 +85,13 @@ func dataField(r *jobRequest) string {
 var maxUint256 = new(big.Int).Sub(new(big.Int).Lsh(big.NewInt(1), 256), big.NewInt(1))
 
 // decodeJSON decodes exactly one JSON value into v, refusing unknown fields,
-// and turns decoder errors into messages that say where the problem is.
+// fields named in another case and duplicate keys (checkKeys), and turns
+// decoder errors into messages that say where the problem is. Every request
+// body goes through it.
 func decodeJSON(body []byte, v any) *Error {
+	if e := checkKeys(body, v); e != nil {
+		return e
+	}
 	dec := json.NewDecoder(bytes.NewReader(body))
 	dec.DisallowUnknownFields()
 	if err := dec.Decode(v); err != nil {

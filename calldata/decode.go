@@ -14,7 +14,8 @@ import (
 // values, one per output: integers as decimal strings (they may exceed what
 // a JSON number holds exactly), addresses checksummed, bytes and fixed bytes
 // as 0x hex, booleans and strings as themselves, arrays and tuples as JSON
-// arrays in declaration order.
+// arrays in declaration order. The decode is bounded by UnpackValues: an
+// error wrapping ErrDecodeTooLarge means the data was not decoded at all.
 func DecodeOutputs(method abi.Method, data []byte) ([]any, error) {
 	if len(method.Outputs) == 0 {
 		return []any{}, nil
@@ -22,7 +23,7 @@ func DecodeOutputs(method abi.Method, data []byte) ([]any, error) {
 	if len(data) == 0 {
 		return nil, fmt.Errorf("the call returned no data (is there a contract at this address?)")
 	}
-	vals, err := method.Outputs.UnpackValues(data)
+	vals, err := UnpackValues(method.Outputs, data)
 	if err != nil {
 		return nil, fmt.Errorf("cannot decode the result as %s: %w", typeList(method.Outputs), err)
 	}

@@ -20,9 +20,31 @@ const (
 	CodeAmbiguousMethod = "ambiguous_method"
 )
 
-// ParseABI parses a JSON ABI (the array solc emits) with abi.JSON. Every
-// error is an *Error with Code CodeInvalidABI and Field "abi".
-func ParseABI(raw []byte) (parsed abi.ABI, err error) {
+// ParseABI parses a JSON ABI (the array solc emits) given by a client with
+// abi.JSON, after holding every type in it (functions' inputs and outputs,
+// errors, events, the constructor) to the limits ParseSignature enforces:
+// an error type such as uint256[100000000000][10] that no call ever uses
+// would still be built into a reflect type and, once a revert names it,
+// decoded. Every error is an *Error with Code CodeInvalidABI and Field
+// "abi".
+func ParseABI(raw []byte) (abi.ABI, error) {
+	trimmed := bytes.TrimSpace(raw)
+	if len(trimmed) == 0 || trimmed[0] != '[' {
+		return abi.ABI{}, newError(CodeInvalidABI, "abi", "expected a JSON array of ABI entries, got %s", describe(raw))
+	}
+	if err := checkABITypes(trimmed); err != nil {
+		return abi.ABI{}, err
+	}
+	return ParseStoredABI(trimmed)
+}
+
+// ParseStoredABI parses a JSON ABI that was accepted earlier (a registered
+// contract, the configured error ABI) without ParseABI's limits, so a record
+// stored before them still works; what makes its types safe to use is that
+// FindMethod holds a called function to the signature limits and
+// UnpackValues bounds every decode by the data's length. Every error is an
+// *Error with Code CodeInvalidABI and Field "abi".
+func ParseStoredABI(raw []byte) (parsed abi.ABI, err error) {
 	trimmed := bytes.TrimSpace(raw)
 	if len(trimmed) == 0 || trimmed[0] != '[' {
 		return abi.ABI{}, newError(CodeInvalidABI, "abi", "expected a JSON array of ABI entries, got %s", describe(raw))

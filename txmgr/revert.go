@@ -3,6 +3,7 @@ package txmgr
 import (
 	"encoding/hex"
 	"encoding/json"
+	"errors"
 	"fmt"
 	"math/big"
 	"reflect"
@@ -13,6 +14,8 @@ import (
 	"github.com/ethereum/go-ethereum/common/hexutil"
 	"github.com/ethereum/go-ethereum/crypto"
 	"github.com/ethereum/go-ethereum/rpc"
+
+	"github.com/relayq/relayq/calldata"
 )
 
 // The kinds of revert DecodeRevert tells apart.
@@ -45,7 +48,10 @@ var (
 // "panic 0x12: division or modulo by zero". A custom error is decoded with
 // contractABI when it is given and declares the error, as in
 // "TooLarge(given: 1001, max: 1000)"; otherwise it is reported by its
-// selector, as in "custom error 0x12345678".
+// selector, as in "custom error 0x12345678". Decoding is bounded by the
+// data's length (calldata.UnpackValues): arguments that would take more
+// memory than that allows are not decoded, and the reason shows the raw
+// data instead.
 func DecodeRevert(data []byte, contractABI *abi.ABI) Revert {
 	r := Revert{Data: append([]byte(nil), data...)}
 	switch {
@@ -95,11 +101,16 @@ func decodeCustomError(data []byte, contractABI *abi.ABI) string {
 	if err != nil {
 		return fallback
 	}
-	values, err := abiErr.Unpack(data)
+	// The ABI may be a stored one from before ParseABI's limits, and data
+	// comes from the node: calldata.UnpackValues bounds the decode by the
+	// data's length, and the reason then carries the raw data instead.
+	args, err := calldata.UnpackValues(abiErr.Inputs, data[4:])
+	if errors.Is(err, calldata.ErrDecodeTooLarge) {
+		return fallback + " (" + abiErr.Name + ", arguments too large to decode safely: " + hexutil.Encode(data) + ")"
+	}
 	if err != nil {
 		return fallback + " (" + abiErr.Name + ", undecodable arguments)"
 	}
-	args, _ := values.([]interface{})
 	parts := make([]string, 0, len(args))
 	if len(args) != len(abiErr.Inputs) {
 		return fallback + " (" + abiErr.Name + ", undecodable arguments)"

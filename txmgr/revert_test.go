@@ -49,6 +49,18 @@ func TestDecodeRevert(t *testing.T) {
 	who := common.HexToAddress("0x71562b71999873DB5b286dF957af199Ec94617F7")
 	rich := customRevert(t, richABI, "Rich", who, []byte{1, 2}, "hi", []uint8{1, 2}, [4]byte{0xde, 0xad, 0xbe, 0xef}, true, big.NewInt(-5))
 
+	// ABIs stored before ParseABI's limits: abi.JSON takes them, and an
+	// unbounded decode of these reverts asks for terabytes (E) or half a
+	// gigabyte (Big: 1000 elements of 65536 words, from 32 KB of data).
+	hostileABI, err := abi.JSON(strings.NewReader(`[
+		{"type":"error","name":"E","inputs":[{"name":"","type":"uint256[100000000000][10]"}]},
+		{"type":"error","name":"Big","inputs":[{"name":"","type":"uint256[65536][]"}]}]`))
+	require.NoError(t, err)
+	hostileE := append(hostileABI.Errors["E"].ID.Bytes()[:4:4], make([]byte, 320)...)
+	hostileBig := append(hostileABI.Errors["Big"].ID.Bytes()[:4:4], common.LeftPadBytes([]byte{0x20}, 32)...)
+	hostileBig = append(hostileBig, common.LeftPadBytes(big.NewInt(1000).Bytes(), 32)...)
+	hostileBig = append(hostileBig, make([]byte, 32000)...)
+
 	tests := []struct {
 		name   string
 		data   []byte
@@ -56,6 +68,10 @@ func TestDecodeRevert(t *testing.T) {
 		kind   string
 		reason string
 	}{
+		{"hostile fixed array", hostileE, &hostileABI, txmgr.RevertKindCustom,
+			"custom error " + hexutil.Encode(hostileE[:4]) + " (E, undecodable arguments)"},
+		{"hostile dynamic array", hostileBig, &hostileABI, txmgr.RevertKindCustom,
+			"custom error " + hexutil.Encode(hostileBig[:4]) + " (Big, arguments too large to decode safely: " + hexutil.Encode(hostileBig) + ")"},
 		{"error string", errorStringRevert("boom"), nil, txmgr.RevertKindError, "boom"},
 		{"empty error string", errorStringRevert(""), nil, txmgr.RevertKindError, ""},
 		{"long error string", errorStringRevert(strings.Repeat("x", 70)), nil, txmgr.RevertKindError, strings.Repeat("x", 70)},

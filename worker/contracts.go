@@ -34,7 +34,7 @@ func (w *Worker) revertErrorAt(ctx context.Context, code string, err error, to s
 	if lerr != nil {
 		return e
 	}
-	parsed, perr := calldata.ParseABI(ct.ABI)
+	parsed, perr := calldata.ParseStoredABI(ct.ABI) // it may predate ParseABI's limits; DecodeRevert is bounded
 	if perr != nil {
 		return e
 	}
