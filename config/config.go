@@ -15,6 +15,7 @@ import (
 	"strings"
 	"time"
 
+	"github.com/relayq/relayq/internal/nodeurl"
 	"github.com/relayq/relayq/internal/redisconn"
 	"github.com/relayq/relayq/webhook"
 )
@@ -436,10 +437,11 @@ func checkChain(ch Chain, role Role, n chainNamer, bad func(name, format string,
 	}
 	seenRPC := map[string]bool{}
 	for _, raw := range ch.RPCURLs {
+		// Messages show a URL redacted: providers put API keys in it.
 		if !isRPCURL(raw) {
-			bad(n.name(setRPCURLs), "%q is not an http(s):// or ws(s):// URL", raw)
+			bad(n.name(setRPCURLs), "%q is not an http(s):// or ws(s):// URL", nodeurl.Redact(raw))
 		} else if seenRPC[rpcKey(raw)] {
-			bad(n.name(setRPCURLs), "%q is listed twice", raw)
+			bad(n.name(setRPCURLs), "%q is listed twice", nodeurl.Redact(raw))
 		}
 		seenRPC[rpcKey(raw)] = true
 	}
