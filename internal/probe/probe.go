@@ -53,7 +53,8 @@ func New[V any](every, timeout time.Duration, now func() time.Time) *Cache[V] {
 // early with ctx's error if ctx ends first.
 func (c *Cache[V]) Get(ctx context.Context, probe func(context.Context) (V, error)) (V, error) {
 	c.mu.Lock()
-	if !c.at.IsZero() && c.now().Sub(c.at) < c.every {
+	now := c.now() // read once per call, whatever follows
+	if !c.at.IsZero() && now.Sub(c.at) < c.every {
 		v, err := c.val, c.err
 		c.mu.Unlock()
 		return v, err
@@ -62,14 +63,13 @@ func (c *Cache[V]) Get(ctx context.Context, probe func(context.Context) (V, erro
 	if done == nil {
 		done = make(chan struct{})
 		c.flight = done
-		start := c.now()
 		// Detached from ctx: the probe answers every caller waiting on it.
 		pctx, cancel := context.WithTimeout(context.WithoutCancel(ctx), c.timeout)
 		go func() {
 			defer cancel()
 			v, err := probe(pctx)
 			c.mu.Lock()
-			c.at, c.val, c.err, c.flight = start, v, err, nil
+			c.at, c.val, c.err, c.flight = now, v, err, nil
 			c.mu.Unlock()
 			close(done)
 		}()
