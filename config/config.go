@@ -68,6 +68,7 @@ type Config struct {
 	JobRetention    time.Duration // RELAYQ_JOB_RETENTION: a final job older than this is deleted (0: kept forever)
 	MaxFeePerGasWei uint64        // RELAYQ_MAX_FEE_GWEI, converted to wei: the fee cap ceiling
 	MonitorWrite    bool          // RELAYQ_MONITOR_WRITE=1 lets the monitor change tasks
+	MetricsAuth     bool          // RELAYQ_METRICS_AUTH=1 puts the API's /metrics behind the API keys
 	LogLevel        string        // RELAYQ_LOG_LEVEL: debug, info, warn, error
 	TestCrashAt     string        // RELAYQ_TEST_CRASH_AT: crash tests only (see worker.Config.CrashAt)
 	StuckBlocks     uint64        // RELAYQ_STUCK_BLOCKS: blocks a tx may wait unmined before a fee bump
@@ -160,6 +161,7 @@ func FromEnv(getenv func(string) string) (Config, error) {
 		InsecureNoAuth: getenv("RELAYQ_INSECURE_NO_AUTH") == "1",
 		Prefix:         or(getenv("RELAYQ_REDIS_PREFIX"), DefaultPrefix),
 		MonitorWrite:   getenv("RELAYQ_MONITOR_WRITE") == "1",
+		MetricsAuth:    getenv("RELAYQ_METRICS_AUTH") == "1",
 		LogLevel:       or(getenv("RELAYQ_LOG_LEVEL"), "info"),
 		TestCrashAt:    getenv("RELAYQ_TEST_CRASH_AT"),
 	}
