@@ -12,6 +12,7 @@ import (
 	"strings"
 	"sync/atomic"
 	"testing"
+	"time"
 
 	"github.com/ethereum/go-ethereum"
 	"github.com/ethereum/go-ethereum/common"
@@ -463,7 +464,9 @@ func TestChainsSigners(t *testing.T) {
 // is 503.
 func TestChainsReadyz(t *testing.T) {
 	t.Parallel()
-	tc := setupTwoChains(t)
+	// The probes are cached for a second of this clock: each step moves it.
+	clk := &probeClock{now: time.Unix(1_700_000_000, 0)}
+	tc := setupTwoChains(t, func(c *Config) { c.ProbeClock = clk.Now })
 	s := loadSpec(t)
 	o := s.op(t, http.MethodGet, "/readyz")
 	r := tc.do(http.MethodGet, "/readyz", "")
@@ -474,6 +477,7 @@ func TestChainsReadyz(t *testing.T) {
 	s.validate(t, ptr, r.Body)
 
 	tc.nodeB.down.Store(true)
+	clk.Advance(time.Second)
 	r = tc.do(http.MethodGet, "/readyz", "")
 	require.Equal(t, http.StatusOK, r.Status, string(r.Body))
 	var got map[string]string
@@ -488,6 +492,7 @@ func TestChainsReadyz(t *testing.T) {
 	// A node that answers for another chain is not the chain's node.
 	tc.nodeB.down.Store(false)
 	tc.nodeB.other.Store(999)
+	clk.Advance(time.Second)
 	r = tc.do(http.MethodGet, "/readyz", "")
 	require.Equal(t, http.StatusOK, r.Status, string(r.Body))
 	require.NoError(t, json.Unmarshal(r.Body, &got))
@@ -495,6 +500,7 @@ func TestChainsReadyz(t *testing.T) {
 	tc.nodeB.down.Store(true)
 
 	tc.nodeA.down.Store(true)
+	clk.Advance(time.Second)
 	r = tc.do(http.MethodGet, "/readyz", "")
 	require.Equal(t, http.StatusServiceUnavailable, r.Status, string(r.Body))
 	require.NoError(t, json.Unmarshal(r.Body, &got))

@@ -26,6 +26,7 @@ import (
 	"github.com/redis/go-redis/v9"
 
 	"github.com/relayq/relayq/apikey"
+	"github.com/relayq/relayq/internal/probe"
 	"github.com/relayq/relayq/jobs"
 	"github.com/relayq/relayq/metrics"
 	"github.com/relayq/relayq/nonce"
@@ -55,7 +56,12 @@ type Config struct {
 	MonitorWrite  bool
 	BodyLimit     string
 	Log           *slog.Logger
-	Metrics       *metrics.Metrics // served at /metrics (no auth); nil: /metrics answers 404
+	Metrics       *metrics.Metrics // served at /metrics (no auth unless MetricsAuth); nil: /metrics answers 404
+	// MetricsAuth puts /metrics behind the API keys, like /v1.
+	MetricsAuth bool
+	// ProbeClock is the clock of the readiness probe's cache (time.Now
+	// when nil): /readyz asks each node at most once per probe.DefaultEvery.
+	ProbeClock func() time.Time
 
 	// Hardening: requests per second and burst per API key (RateLimit 0:
 	// no limit), and each request's deadline (0: DefaultRequestTimeout).
@@ -102,6 +108,9 @@ type Server struct {
 	log      *slog.Logger
 	reads    *readCache // POST /v1/calls: the head and the results at it (calls.go)
 	ui       *uiState   // the UI at /ui/ (ui.go)
+	// readiness keeps /readyz's probe of this chain's node: anyone may
+	// hit /readyz, the node hears of it at most once a second.
+	readiness *probe.Cache[*big.Int]
 
 	contractReg *jobs.Contracts // registered contracts (contracts.go)
 	contracts   *contractCache
@@ -161,16 +170,17 @@ func New(ctx context.Context, cfg Config) (*Server, error) {
 		c := cfg
 		c.Prefix, c.Node, c.Signers, c.Confirmations = ch.Prefix, ch.Node, ch.Signers, max(ch.Confirmations, 1)
 		s := &Server{
-			cfg:      c,
-			store:    jobs.NewStore(cfg.Redis, ch.Prefix, cfg.StoreOptions...),
-			enqueuer: enqueuer,
-			registry: nonce.NewRegistry(cfg.Redis, ch.Prefix),
-			chainID:  id.Uint64(),
-			log:      cfg.Log,
-			reads:    newReadCache(),
-			name:     ch.Name,
-			queues:   ch.Queues.OrDefault(),
-			chains:   all,
+			cfg:       c,
+			store:     jobs.NewStore(cfg.Redis, ch.Prefix, cfg.StoreOptions...),
+			enqueuer:  enqueuer,
+			registry:  nonce.NewRegistry(cfg.Redis, ch.Prefix),
+			chainID:   id.Uint64(),
+			log:       cfg.Log,
+			reads:     newReadCache(),
+			readiness: probe.New[*big.Int](probe.DefaultEvery, readyTimeout, cfg.ProbeClock),
+			name:      ch.Name,
+			queues:    ch.Queues.OrDefault(),
+			chains:    all,
 		}
 		s.contractReg = jobs.NewContracts(cfg.Redis, ch.Prefix)
 		s.contracts = newContractCache(s.contractReg)
@@ -222,9 +232,13 @@ func (s *Server) routes() {
 	e.GET("/healthz", func(c echo.Context) error { return c.JSON(http.StatusOK, map[string]string{"status": "ok"}) })
 	e.GET("/readyz", s.ready)
 	e.GET("/openapi.json", serveOpenAPI)
-	e.GET("/metrics", echo.WrapHandler(s.cfg.Metrics.Handler()))
 
 	auth, limit := s.auth(), s.rateLimit() // one limiter: /v1 and the monitor share each key's bucket
+	if s.cfg.MetricsAuth {
+		e.GET("/metrics", echo.WrapHandler(s.cfg.Metrics.Handler()), auth, limit)
+	} else {
+		e.GET("/metrics", echo.WrapHandler(s.cfg.Metrics.Handler()))
+	}
 	v1 := e.Group("/v1", auth, limit)
 	// Each route runs on the Server of the request's chain (chains.go).
 	v1.POST("/jobs", s.onChain(counted(byBody), (*Server).createJob))
@@ -297,8 +311,11 @@ func principalFor(k apikey.Key) (string, principal) {
 	return id, p
 }
 
+// readyTimeout bounds /readyz, and each probe of a node it makes.
+const readyTimeout = 2 * time.Second
+
 func (s *Server) ready(c echo.Context) error {
-	ctx, cancel := context.WithTimeout(c.Request().Context(), 2*time.Second)
+	ctx, cancel := context.WithTimeout(c.Request().Context(), readyTimeout)
 	defer cancel()
 	out := map[string]string{"redis": "ok"}
 	ok := true
@@ -311,7 +328,7 @@ func (s *Server) ready(c echo.Context) error {
 	var wg sync.WaitGroup
 	for i, ch := range s.chains.list {
 		wg.Go(func() {
-			id, err := ch.cfg.Node.ChainID(ctx)
+			id, err := ch.readiness.Get(ctx, ch.cfg.Node.ChainID)
 			if err == nil && id.Uint64() != ch.chainID {
 				// A mistyped URL answering for another chain is not this
 				// chain's node: reads and dry runs there would be wrong.

@@ -17,6 +17,7 @@ import (
 	"time"
 
 	"github.com/relayq/relayq/apikey"
+	"github.com/relayq/relayq/internal/nodeurl"
 	"github.com/relayq/relayq/internal/redisconn"
 	"github.com/relayq/relayq/webhook"
 )
@@ -73,6 +74,7 @@ type Config struct {
 	MaxRetries      int           // RELAYQ_MAX_RETRIES: failed runs of a send task before its job fails retries_exhausted
 	MaxFeePerGasWei uint64        // RELAYQ_MAX_FEE_GWEI, converted to wei: the fee cap ceiling
 	MonitorWrite    bool          // RELAYQ_MONITOR_WRITE=1 lets the monitor change tasks
+	MetricsAuth     bool          // RELAYQ_METRICS_AUTH=1 puts the API's /metrics behind the API keys
 	LogLevel        string        // RELAYQ_LOG_LEVEL: debug, info, warn, error
 	TestCrashAt     string        // RELAYQ_TEST_CRASH_AT: crash tests only (see worker.Config.CrashAt)
 	StuckBlocks     uint64        // RELAYQ_STUCK_BLOCKS: blocks a tx may wait unmined before a fee bump
@@ -175,6 +177,7 @@ func FromEnv(getenv func(string) string) (Config, error) {
 		InsecureNoAuth: getenv("RELAYQ_INSECURE_NO_AUTH") == "1",
 		Prefix:         or(getenv("RELAYQ_REDIS_PREFIX"), DefaultPrefix),
 		MonitorWrite:   getenv("RELAYQ_MONITOR_WRITE") == "1",
+		MetricsAuth:    getenv("RELAYQ_METRICS_AUTH") == "1",
 		LogLevel:       or(getenv("RELAYQ_LOG_LEVEL"), "info"),
 		TestCrashAt:    getenv("RELAYQ_TEST_CRASH_AT"),
 	}
@@ -474,10 +477,11 @@ func checkChain(ch Chain, role Role, n chainNamer, bad func(name, format string,
 	}
 	seenRPC := map[string]bool{}
 	for _, raw := range ch.RPCURLs {
+		// Messages show a URL redacted: providers put API keys in it.
 		if !isRPCURL(raw) {
-			bad(n.name(setRPCURLs), "%q is not an http(s):// or ws(s):// URL", raw)
+			bad(n.name(setRPCURLs), "%q is not an http(s):// or ws(s):// URL", nodeurl.Redact(raw))
 		} else if seenRPC[rpcKey(raw)] {
-			bad(n.name(setRPCURLs), "%q is listed twice", raw)
+			bad(n.name(setRPCURLs), "%q is listed twice", nodeurl.Redact(raw))
 		}
 		seenRPC[rpcKey(raw)] = true
 	}

@@ -66,3 +66,23 @@ func TestAuthIsRequiredUnlessExplicitlyDisabled(t *testing.T) {
 	c, _ = FromEnv(env(base))
 	require.NoError(t, c.Check(RoleAPI))
 }
+
+// A node URL's secrets (user info, path, query) never reach a message
+// about it, whatever is wrong with it.
+func TestRPCURLMessagesAreRedacted(t *testing.T) {
+	const secret = "cfg-S3CRET-41d2"
+	for _, tc := range []struct{ name, urls, want string }{
+		{"not http", "ftp://u:" + secret + "@x.example/v2/" + secret, `"ftp://x.example/…" is not an http(s)`},
+		{"no scheme", "x.example/v2/" + secret, `"…" is not an http(s)`},
+		{"twice", "https://x.example/v2/" + secret + "?k=" + secret + ",https://X.example/v2/" + secret + "?k=" + secret, `"https://X.example/…" is listed twice`},
+	} {
+		t.Run(tc.name, func(t *testing.T) {
+			c, err := FromEnv(env(map[string]string{"RELAYQ_RPC_URL": tc.urls, "RELAYQ_INSECURE_NO_AUTH": "1"}))
+			require.NoError(t, err)
+			err = c.Check(RoleAPI)
+			require.Error(t, err)
+			require.Contains(t, err.Error(), tc.want)
+			require.NotContains(t, err.Error(), secret)
+		})
+	}
+}

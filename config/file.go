@@ -12,6 +12,8 @@ import (
 	"time"
 
 	"go.yaml.in/yaml/v3"
+
+	"github.com/relayq/relayq/internal/nodeurl"
 )
 
 // ConfigFileVar names the variable holding the path of relayq.yaml, the
@@ -335,7 +337,7 @@ func checkChains(chains []Chain, file string, role Role, bad func(name, format s
 			}
 			k := rpcKey(raw)
 			if j, ok := rpcs[k]; ok && j != i {
-				bad(n.name(setRPCURLs), "%q is %s's too; a node serves one chain", raw, chainLabel(j, chains[j].Name))
+				bad(n.name(setRPCURLs), "%q is %s's too; a node serves one chain", nodeurl.Redact(raw), chainLabel(j, chains[j].Name))
 			} else if !ok {
 				rpcs[k] = i
 			}

@@ -7,6 +7,7 @@ import (
 	"log/slog"
 	"math/big"
 	"slices"
+	"sync"
 	"time"
 
 	"github.com/ethereum/go-ethereum/common"
@@ -14,6 +15,7 @@ import (
 	"github.com/prometheus/client_golang/prometheus"
 	"github.com/redis/go-redis/v9"
 
+	"github.com/relayq/relayq/internal/probe"
 	"github.com/relayq/relayq/jobs"
 	"github.com/relayq/relayq/nonce"
 	"github.com/relayq/relayq/tasks"
@@ -44,6 +46,10 @@ type Cluster struct {
 	// Unset: no label, and every Asynq queue is reported.
 	Chain  string
 	Queues tasks.Queues
+	// Now is the clock of the balance probes' cache (time.Now when nil):
+	// however often /metrics is scraped, the node is asked for a signer's
+	// balance at most once per probe.DefaultEvery.
+	Now func() time.Time
 }
 
 // Parts of a cluster scrape, each read (and able to fail) on its own.
@@ -100,10 +106,11 @@ func (m *Metrics) WatchCluster(c Cluster) error {
 		reg = prometheus.WrapRegistererWith(prometheus.Labels{"chain": c.Chain}, m.reg)
 	}
 	return reg.Register(&clusterCollector{
-		cfg:       c,
-		store:     jobs.NewStore(c.Redis, c.Prefix),
-		inspector: asynq.NewInspectorFromRedisClient(c.Redis),
-		registry:  nonce.NewRegistry(c.Redis, c.Prefix),
+		cfg:           c,
+		store:         jobs.NewStore(c.Redis, c.Prefix),
+		inspector:     asynq.NewInspectorFromRedisClient(c.Redis),
+		registry:      nonce.NewRegistry(c.Redis, c.Prefix),
+		balanceProbes: map[common.Address]*probe.Cache[*big.Int]{},
 	})
 }
 
@@ -114,6 +121,22 @@ type clusterCollector struct {
 	store     *jobs.Store
 	inspector *asynq.Inspector
 	registry  *nonce.Registry
+	// balanceProbes keep each signer's last balance read: /metrics needs
+	// no key, and the node hears of a signer at most once a second.
+	mu            sync.Mutex
+	balanceProbes map[common.Address]*probe.Cache[*big.Int]
+}
+
+// balanceProbe is a's probe cache.
+func (cc *clusterCollector) balanceProbe(a common.Address) *probe.Cache[*big.Int] {
+	cc.mu.Lock()
+	defer cc.mu.Unlock()
+	p, ok := cc.balanceProbes[a]
+	if !ok {
+		p = probe.New[*big.Int](probe.DefaultEvery, cc.cfg.Timeout, cc.cfg.Now)
+		cc.balanceProbes[a] = p
+	}
+	return p
 }
 
 // Describe sends every descriptor the collector may emit.
@@ -276,7 +299,7 @@ func (cc *clusterCollector) balances(ctx context.Context) ([]prometheus.Metric, 
 	}
 	out := make([]prometheus.Metric, 0, len(addrs))
 	for _, a := range addrs {
-		wei, err := cc.cfg.Node.BalanceAt(ctx, a, nil)
+		wei, err := cc.balanceProbe(a).Get(ctx, func(ctx context.Context) (*big.Int, error) { return cc.cfg.Node.BalanceAt(ctx, a, nil) })
 		if err != nil {
 			return nil, fmt.Errorf("balance of %s: %w", a.Hex(), err)
 		}

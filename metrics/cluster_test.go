@@ -69,13 +69,19 @@ type clusterSetup struct {
 
 func setupCluster(t *testing.T, node metrics.Balances, timeout time.Duration) clusterSetup {
 	t.Helper()
+	return setupClusterClock(t, node, timeout, nil)
+}
+
+// setupClusterClock is setupCluster with the clock of the balance probe.
+func setupClusterClock(t *testing.T, node metrics.Balances, timeout time.Duration, now func() time.Time) clusterSetup {
+	t.Helper()
 	rs := testenv.Redis(t, testenv.WithoutAOF())
 	rdb := redis.NewClient(&redis.Options{Addr: rs.Addr(), MaxRetries: -1})
 	t.Cleanup(func() { rdb.Close() })
 	m := metrics.New()
 	require.NoError(t, m.WatchCluster(metrics.Cluster{
 		Redis: rdb, Prefix: prefix, ChainID: chainID, Node: node, Signers: []common.Address{signerB},
-		Timeout: timeout, Log: slog.New(slog.NewTextHandler(io.Discard, nil)),
+		Timeout: timeout, Log: slog.New(slog.NewTextHandler(io.Discard, nil)), Now: now,
 	}))
 	return clusterSetup{redis: rs, rdb: rdb, store: jobs.NewStore(rdb, prefix), m: m}
 }
@@ -247,7 +253,13 @@ func TestNoMetricCarriesAJobID(t *testing.T) {
 func TestConcurrentScrapesAreBounded(t *testing.T) {
 	t.Parallel()
 	node := &fakeNode{hang: true, release: make(chan struct{}), entered: make(chan struct{}, 16)}
-	c := setupCluster(t, node, 20*time.Second)
+	// The scrapes share one balance probe (the node hears of one); the
+	// probe's clock, read once per scrape, tells that a scrape got there.
+	asked := make(chan struct{}, 16)
+	c := setupClusterClock(t, node, 20*time.Second, func() time.Time {
+		asked <- struct{}{}
+		return time.Unix(1_700_000_000, 0)
+	})
 	srv := httptest.NewServer(c.m.Handler())
 	t.Cleanup(srv.Close)
 
@@ -266,11 +278,13 @@ func TestConcurrentScrapesAreBounded(t *testing.T) {
 	}
 	for range inFlight {
 		select {
-		case <-node.entered:
+		case <-asked:
 		case <-time.After(30 * time.Second):
-			t.Fatal("scrapes never reached the node")
+			t.Fatal("scrapes never reached the balances")
 		}
 	}
+	<-node.entered
+	require.Empty(t, node.entered, "the scrapes in flight share one probe of the node")
 	res, err := http.Get(srv.URL)
 	require.NoError(t, err)
 	res.Body.Close()

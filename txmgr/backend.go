@@ -11,6 +11,7 @@ import (
 	"fmt"
 	"math/big"
 	"net/http"
+	"net/url"
 	"strings"
 	"time"
 
@@ -20,6 +21,8 @@ import (
 	"github.com/ethereum/go-ethereum/core/types"
 	"github.com/ethereum/go-ethereum/ethclient"
 	"github.com/ethereum/go-ethereum/rpc"
+
+	"github.com/relayq/relayq/internal/nodeurl"
 )
 
 // Backend is what txmgr needs from a node.
@@ -41,11 +44,15 @@ type Backend interface {
 	TransactionsKnown(ctx context.Context, hashes []common.Hash) ([]bool, error)
 }
 
-// RPC is a Backend over JSON-RPC with a deadline on every call.
+// RPC is a Backend over JSON-RPC with a deadline on every call. Every
+// error its Backend methods return names the node only by its redacted URL
+// (see nodeError): the embedded ethclient.Client's other methods are for
+// tests and tools, not for errors that reach users.
 type RPC struct {
 	*ethclient.Client
 	rpc     *rpc.Client
 	timeout time.Duration
+	url     string // never shown: providers put API keys in it
 }
 
 var _ Backend = (*RPC)(nil)
@@ -60,10 +67,44 @@ func Dial(ctx context.Context, url string, timeout time.Duration) (*RPC, error) 
 	tr.MaxIdleConns, tr.MaxIdleConnsPerHost = maxIdleRPCConns, maxIdleRPCConns
 	c, err := rpc.DialOptions(ctx, url, rpc.WithHTTPClient(&http.Client{Transport: tr}))
 	if err != nil {
-		return nil, fmt.Errorf("dial node: %w", err)
+		return nil, fmt.Errorf("dial node %s: %w", nodeurl.Redact(url), redact(err, url))
 	}
-	return &RPC{Client: ethclient.NewClient(c), rpc: c, timeout: timeout}, nil
+	return &RPC{Client: ethclient.NewClient(c), rpc: c, timeout: timeout, url: url}, nil
 }
+
+// nodeError is a node's error with the node's URL taken out of its text.
+// It unwraps to the original, so errors.Is and errors.As (rpc.DataError,
+// rpc.Error, net.Error, syscall errors) and Classify see what they saw.
+type nodeError struct {
+	msg string
+	err error
+}
+
+func (e *nodeError) Error() string { return e.msg }
+func (e *nodeError) Unwrap() error { return e.err }
+
+// redact is the one place a node's error is made fit to show: Go's HTTP
+// client and go-ethereum repeat the whole URL (`Post "https://x/v2/KEY":
+// dial tcp …`), and from here errors reach API answers, job records,
+// webhooks, metrics and logs. A *url.Error in the chain gets the redacted
+// URL too, for whoever unwraps down to it.
+func redact(err error, rawURL string) error {
+	if err == nil {
+		return nil
+	}
+	var ue *url.Error
+	if errors.As(err, &ue) {
+		ue.URL = nodeurl.Redact(ue.URL)
+	}
+	msg := err.Error()
+	if clean := nodeurl.Scrub(msg, rawURL); clean != msg {
+		return &nodeError{msg: clean, err: err}
+	}
+	return err
+}
+
+// redact is redact with r's URL.
+func (r *RPC) redact(err error) error { return redact(err, r.url) }
 
 // maxIdleRPCConns is how many idle HTTP connections to the node are kept.
 const maxIdleRPCConns = 256
@@ -79,21 +120,24 @@ func (r *RPC) deadline(ctx context.Context) (context.Context, context.CancelFunc
 func (r *RPC) ChainID(ctx context.Context) (*big.Int, error) {
 	ctx, cancel := r.deadline(ctx)
 	defer cancel()
-	return r.Client.ChainID(ctx)
+	v, err := r.Client.ChainID(ctx)
+	return v, r.redact(err)
 }
 
 // HeaderByNumber returns a header (nil number: latest).
 func (r *RPC) HeaderByNumber(ctx context.Context, number *big.Int) (*types.Header, error) {
 	ctx, cancel := r.deadline(ctx)
 	defer cancel()
-	return r.Client.HeaderByNumber(ctx, number)
+	v, err := r.Client.HeaderByNumber(ctx, number)
+	return v, r.redact(err)
 }
 
 // SuggestGasTipCap asks for a priority fee.
 func (r *RPC) SuggestGasTipCap(ctx context.Context) (*big.Int, error) {
 	ctx, cancel := r.deadline(ctx)
 	defer cancel()
-	return r.Client.SuggestGasTipCap(ctx)
+	v, err := r.Client.SuggestGasTipCap(ctx)
+	return v, r.redact(err)
 }
 
 // EstimateGas estimates a call's gas on the latest block; a revert comes
@@ -107,42 +151,47 @@ func (r *RPC) SuggestGasTipCap(ctx context.Context) (*big.Int, error) {
 func (r *RPC) EstimateGas(ctx context.Context, msg ethereum.CallMsg) (uint64, error) {
 	ctx, cancel := r.deadline(ctx)
 	defer cancel()
-	return r.Client.EstimateGasAtBlock(ctx, msg, nil)
+	v, err := r.Client.EstimateGasAtBlock(ctx, msg, nil)
+	return v, r.redact(err)
 }
 
 // CallContract runs eth_call.
 func (r *RPC) CallContract(ctx context.Context, msg ethereum.CallMsg, block *big.Int) ([]byte, error) {
 	ctx, cancel := r.deadline(ctx)
 	defer cancel()
-	return r.Client.CallContract(ctx, msg, block)
+	v, err := r.Client.CallContract(ctx, msg, block)
+	return v, r.redact(err)
 }
 
 // SendTransaction broadcasts a signed transaction.
 func (r *RPC) SendTransaction(ctx context.Context, tx *types.Transaction) error {
 	ctx, cancel := r.deadline(ctx)
 	defer cancel()
-	return r.Client.SendTransaction(ctx, tx)
+	return r.redact(r.Client.SendTransaction(ctx, tx))
 }
 
 // NonceAt returns the account's nonce at a block (nil: latest).
 func (r *RPC) NonceAt(ctx context.Context, a common.Address, block *big.Int) (uint64, error) {
 	ctx, cancel := r.deadline(ctx)
 	defer cancel()
-	return r.Client.NonceAt(ctx, a, block)
+	v, err := r.Client.NonceAt(ctx, a, block)
+	return v, r.redact(err)
 }
 
 // PendingNonceAt returns the account's nonce including the node's pool.
 func (r *RPC) PendingNonceAt(ctx context.Context, a common.Address) (uint64, error) {
 	ctx, cancel := r.deadline(ctx)
 	defer cancel()
-	return r.Client.PendingNonceAt(ctx, a)
+	v, err := r.Client.PendingNonceAt(ctx, a)
+	return v, r.redact(err)
 }
 
 // BalanceAt returns the account's balance.
 func (r *RPC) BalanceAt(ctx context.Context, a common.Address, block *big.Int) (*big.Int, error) {
 	ctx, cancel := r.deadline(ctx)
 	defer cancel()
-	return r.Client.BalanceAt(ctx, a, block)
+	v, err := r.Client.BalanceAt(ctx, a, block)
+	return v, r.redact(err)
 }
 
 // TransactionReceipts fetches receipts in JSON-RPC batches.
@@ -213,7 +262,10 @@ func (r *RPC) batch(ctx context.Context, elems []rpc.BatchElem) error {
 	for len(elems) > 0 {
 		n := min(len(elems), maxBatch)
 		if err := r.rpc.BatchCallContext(ctx, elems[:n]); err != nil {
-			return err
+			return r.redact(err)
+		}
+		for i := range elems[:n] {
+			elems[i].Error = r.redact(elems[i].Error)
 		}
 		elems = elems[n:]
 	}

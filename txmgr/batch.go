@@ -92,7 +92,7 @@ func (r *RPC) BlockReceipts(ctx context.Context, number uint64) ([]*types.Receip
 	defer cancel()
 	rs, err := r.Client.BlockReceipts(ctx, rpc.BlockNumberOrHashWithNumber(rpc.BlockNumber(number)))
 	if err != nil {
-		return nil, fmt.Errorf("receipts of block %d: %w", number, err)
+		return nil, fmt.Errorf("receipts of block %d: %w", number, r.redact(err))
 	}
 	return rs, nil
 }

@@ -22,7 +22,8 @@ type BlockReader interface {
 func (r *RPC) BlockByNumber(ctx context.Context, number *big.Int) (*types.Block, error) {
 	ctx, cancel := r.deadline(ctx)
 	defer cancel()
-	return r.Client.BlockByNumber(ctx, number)
+	b, err := r.Client.BlockByNumber(ctx, number)
+	return b, r.redact(err)
 }
 
 // BlockByNumber keeps block reads available through the metrics wrapper.

@@ -35,6 +35,9 @@ var blocked = []struct {
 	{netip.MustParsePrefix("::1/128"), "loopback"},
 	{netip.MustParsePrefix("::/96"), "IPv4-compatible (deprecated)"},
 	{netip.MustParsePrefix("fd00:ec2::254/128"), "cloud metadata"},
+	// RFC 8215: a translator of the operator's own reaches IPv4 addresses
+	// by a mapping we cannot see, internal ones included.
+	{netip.MustParsePrefix("64:ff9b:1::/48"), "NAT64 local-use"},
 	{netip.MustParsePrefix("fc00::/7"), "private (unique local)"},
 	{netip.MustParsePrefix("fe80::/10"), "link-local"},
 	{netip.MustParsePrefix("fec0::/10"), "site-local (deprecated)"},

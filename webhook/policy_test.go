@@ -43,6 +43,9 @@ func TestPolicyRefusesInternalAddresses(t *testing.T) {
 		"::ffff:169.254.169.254": "cloud metadata",
 		"::ffff:100.64.0.1":      "CGNAT",
 		"192.0.0.170":            "IETF",
+		"64:ff9b:1::a9fe:a9fe":   "NAT64 local-use", // any v4 behind the operator's translator
+		"64:ff9b:1::808:808":     "NAT64 local-use", // even a public one: the mapping is not ours to read
+		"64:ff9b:1:ffff::1":      "NAT64 local-use",
 	}
 	p := NewPolicy(nil)
 	for s, why := range refused {
@@ -50,7 +53,7 @@ func TestPolicyRefusesInternalAddresses(t *testing.T) {
 		require.True(t, IsRefused(err), "%s should be refused", s)
 		require.Contains(t, err.Error(), why, s)
 	}
-	for _, s := range []string{"8.8.8.8", "1.1.1.1", "172.32.0.1", "100.128.0.1", "192.169.0.1", "2606:4700:4700::1111", "64:ff9b::808:808", "2002:808:808::1"} {
+	for _, s := range []string{"8.8.8.8", "1.1.1.1", "172.32.0.1", "100.128.0.1", "192.169.0.1", "2606:4700:4700::1111", "64:ff9b::808:808", "2002:808:808::1", "64:ff9b:2::1"} {
 		require.NoError(t, p.Check(netip.MustParseAddr(s)), s)
 	}
 	var nilPolicy *Policy

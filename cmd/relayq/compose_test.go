@@ -78,6 +78,10 @@ func TestComposeFileMatchesTheBinary(t *testing.T) {
 	}
 	redis := cf.Services["redis"]
 	require.Contains(t, strings.Join(redis.Command, " "), "--appendonly yes", "jobs must survive a Redis restart")
+	require.Contains(t, strings.Join(redis.Command, " "), "--appendfsync always", "exactly-once needs every acknowledged write on disk")
+	// Whoever is tempted to switch to everysec reads, next to the line,
+	// what it costs.
+	require.Regexp(t, `(?s)everysec.*acknowledged.*signed.*--appendfsync", "always"`, string(b))
 	require.Contains(t, cf.Volumes, "redis-data")
 
 	known := configVariables()

@@ -165,7 +165,7 @@ func serve(ctx context.Context, role config.Role, cfg config.Config, log *slog.L
 		}
 		srv, err = api.New(startCtx, api.Config{
 			Redis: rdb, RedisConnOpt: connOpt, Chains: apiChains, APIKeys: cfg.APIKeys, Metrics: m,
-			MonitorWrite: cfg.MonitorWrite, Log: log,
+			MonitorWrite: cfg.MonitorWrite, MetricsAuth: cfg.MetricsAuth, Log: log,
 			WebhookSecret: cfg.WebhookSecret, WebhookAllow: cfg.WebhookAllow, WebhookSecrets: hookSecrets,
 			RateLimit: float64(cfg.RateLimit), RateBurst: int(cfg.RateBurst), RequestTimeout: cfg.RequestTimeout,
 			StoreOptions: storeOpts,

@@ -23,6 +23,7 @@ type devAPI struct {
 	base    string // http://127.0.0.1:port
 	counter string // the sample contract's address
 	banner  string // what dev printed on stdout
+	stderr  *syncBuffer
 
 	cancel  context.CancelFunc
 	done    chan error
@@ -47,17 +48,25 @@ func (d *devAPI) stop(t *testing.T) error {
 }
 
 // startDev runs `relayq dev` until the test ends and waits until it is ready.
-func startDev(t *testing.T) *devAPI {
+func startDev(t *testing.T) *devAPI { return startDevEnv(t, nil) }
+
+// startDevEnv is startDev with more variables in the environment dev sees,
+// as if exported in the shell that runs it.
+func startDevEnv(t *testing.T, shell map[string]string) *devAPI {
 	testenv.SkipShort(t, "runs relayq dev")
 	t.Helper()
 	port := testenv.FreePort(t)
 	ctx, cancel := context.WithCancel(context.Background())
 	var out, errOut syncBuffer
+	env := map[string]string{"RELAYQ_LISTEN": fmt.Sprintf("127.0.0.1:%d", port)}
+	for k, v := range shell {
+		env[k] = v
+	}
 	done := make(chan error, 1)
 	go func() {
-		done <- run(ctx, []string{"relayq", "dev"}, envOf(map[string]string{"RELAYQ_LISTEN": fmt.Sprintf("127.0.0.1:%d", port)}), &out, &errOut)
+		done <- run(ctx, []string{"relayq", "dev"}, envOf(env), &out, &errOut)
 	}()
-	d := &devAPI{base: fmt.Sprintf("http://127.0.0.1:%d", port), cancel: cancel, done: done}
+	d := &devAPI{base: fmt.Sprintf("http://127.0.0.1:%d", port), cancel: cancel, done: done, stderr: &errOut}
 	t.Cleanup(func() { _ = d.stop(t) })
 	deadline := time.Now().Add(60 * time.Second)
 	for {
