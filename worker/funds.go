@@ -128,9 +128,7 @@ func (w *Worker) waitForFunds(ctx context.Context, a *Account, j *jobs.Job, why 
 		return fmt.Errorf("job %s: %w", j.ID, err)
 	} else if bound {
 		w.log.Warn("job holds a nonce its signer cannot pay for; job failed", "job_id", j.ID, "why", why)
-		ferr := w.store.TransitionIf(ctx, j.ID, jobs.Queued, jobs.Failed, "insufficient funds",
-			jobs.Fields{"error", jobs.ErrorField(jobs.Error{Code: jobs.ErrCodeInsufficientFunds, Message: why})}, nil)
-		return w.cfg.Metrics.Finished(jobs.Failed, len(j.Attempts), ferr)
+		return w.failQueued(ctx, j.ID, len(j.Attempts), "insufficient funds", jobs.Error{Code: jobs.ErrCodeInsufficientFunds, Message: why})
 	}
 	warning := jobs.WarnInsufficientFunds + ": " + why
 	if j.Warning != warning {

@@ -96,9 +96,7 @@ func (w *Worker) submit(ctx context.Context, j *jobs.Job) error {
 	call, err := jobCall(j, a.Signer.Address())
 	if err != nil {
 		// The API validated it; a record this broken cannot be retried into shape.
-		ferr := w.store.TransitionIf(ctx, j.ID, jobs.Queued, jobs.Failed, "invalid job record",
-			jobs.Fields{"error", jobs.ErrorField(jobs.Error{Code: jobs.ErrCodeInvalid, Message: err.Error()})}, nil)
-		w.cfg.Metrics.Finished(jobs.Failed, len(j.Attempts), ferr)
+		ferr := w.failQueued(ctx, j.ID, len(j.Attempts), "invalid job record", jobs.Error{Code: jobs.ErrCodeInvalid, Message: err.Error()})
 		return errors.Join(fmt.Errorf("%w: %w", err, asynq.SkipRetry), ferr)
 	}
 	gas := j.GasLimit
@@ -120,12 +118,7 @@ func (w *Worker) submit(ctx context.Context, j *jobs.Job) error {
 			// reserving it) fails too: the tracker fills that nonce.
 			jerr := w.revertErrorAt(ctx, jobs.ErrCodeRevertedAtEstimate, err, j.To)
 			log.Info("call reverts at estimate; job failed", "reason", jerr.RevertReason)
-			ferr := w.store.TransitionIf(ctx, j.ID, jobs.Queued, jobs.Failed, "reverted at estimate", jobs.Fields{"from", call.From.Hex(), "error", jobs.ErrorField(jerr)}, nil)
-			w.cfg.Metrics.Finished(jobs.Failed, len(j.Attempts), ferr)
-			if ferr != nil {
-				return ferr
-			}
-			return nil
+			return w.failQueued(ctx, j.ID, len(j.Attempts), "reverted at estimate", jerr, "from", call.From.Hex())
 		}
 	}
 	fees, err := w.fees.Fees(ctx)
@@ -135,8 +128,7 @@ func (w *Worker) submit(ctx context.Context, j *jobs.Job) error {
 	if fees.BlockGasLimit > 0 && gas > fees.BlockGasLimit {
 		// No block could hold it: fail before a nonce is taken.
 		msg := fmt.Sprintf("gas %d exceeds the block gas limit %d", gas, fees.BlockGasLimit)
-		return w.cfg.Metrics.Finished(jobs.Failed, len(j.Attempts), w.store.TransitionIf(ctx, j.ID, jobs.Queued, jobs.Failed, "too much gas",
-			jobs.Fields{"error", jobs.ErrorField(jobs.Error{Code: jobs.ErrCodeRejected, Message: msg})}, nil))
+		return w.failQueued(ctx, j.ID, len(j.Attempts), "too much gas", jobs.Error{Code: jobs.ErrCodeRejected, Message: msg})
 	}
 	if j.Expired(w.now()) { // the node may have kept it waiting
 		return w.expire(ctx, j)
@@ -248,6 +240,19 @@ func firstCall(j *jobs.Job, tx *types.Transaction) bool {
 		}
 	}
 	return calls <= 1 && common.HexToHash(j.TxHash) == tx.Hash() && lastAttempt(j) != nil && lastAttempt(j).Hash == tx.Hash().Hex()
+}
+
+// failQueued is the one way the worker fails a job that never had a
+// transaction broadcast (a queued job: invalid, reverted at estimate, too
+// much gas, unaffordable while holding a nonce, expired, out of retries):
+// nothing of it can execute, so no chain verdict is needed. A job holding a
+// bound nonce leaves that nonce to the tracker, which fills it. extra are
+// more fields to write. It returns the transition's error (a
+// *jobs.BadTransitionError when the job left queued meanwhile).
+func (w *Worker) failQueued(ctx context.Context, id string, attempts int, note string, jerr jobs.Error, extra ...any) error {
+	fields := append(jobs.Fields{"error", jobs.ErrorField(jerr)}, extra...)
+	err := w.store.TransitionIf(ctx, id, jobs.Queued, jobs.Failed, note, fields, nil)
+	return w.cfg.Metrics.Finished(jobs.Failed, attempts, err)
 }
 
 // jobCall turns a job record into the call to sign.

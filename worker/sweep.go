@@ -211,8 +211,8 @@ func (w *Worker) expire(ctx context.Context, j *jobs.Job) error {
 // never signed (a run crashed after reserving) leaves that nonce to the
 // tracker, which fills it with a no-op as for any failed job.
 func (w *Worker) expireJob(ctx context.Context, id string, deadline time.Time) (bool, error) {
-	err := w.store.TransitionIf(ctx, id, jobs.Queued, jobs.Failed, "deadline passed", jobs.Fields{"error", jobs.ErrorField(jobs.Error{
-		Code: jobs.ErrCodeExpired, Message: "the deadline " + deadline.UTC().Format(time.RFC3339) + " passed before the job was broadcast"})}, nil)
+	err := w.failQueued(ctx, id, 0, "deadline passed", jobs.Error{
+		Code: jobs.ErrCodeExpired, Message: "the deadline " + deadline.UTC().Format(time.RFC3339) + " passed before the job was broadcast"})
 	var bad *jobs.BadTransitionError
 	switch {
 	case errors.As(err, &bad), errors.Is(err, jobs.ErrNotFound):
@@ -220,7 +220,6 @@ func (w *Worker) expireJob(ctx context.Context, id string, deadline time.Time) (
 	case err != nil:
 		return false, fmt.Errorf("expire %s: %w", id, err)
 	}
-	w.cfg.Metrics.Finished(jobs.Failed, 0, nil)
 	w.log.Info("job expired before it was broadcast", "job_id", id, "deadline", deadline)
 	return true, nil
 }

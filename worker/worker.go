@@ -305,9 +305,7 @@ func (w *Worker) handleTaskError(ctx context.Context, t *asynq.Task, err error) 
 	}
 	// Only a job that never got a transaction may fail here: one that is
 	// submitted may still be mined, and the tracker owns it.
-	terr := w.store.TransitionIf(context.WithoutCancel(ctx), p.JobID, jobs.Queued, jobs.Failed, "send task gave up",
-		jobs.Fields{"error", jobs.ErrorField(jobs.Error{Code: jobs.ErrCodeRetriesExhausted, Message: err.Error()})}, nil)
-	w.cfg.Metrics.Finished(jobs.Failed, 0, terr)
+	terr := w.failQueued(context.WithoutCancel(ctx), p.JobID, 0, "send task gave up", jobs.Error{Code: jobs.ErrCodeRetriesExhausted, Message: err.Error()})
 	var bad *jobs.BadTransitionError
 	if terr != nil && !errors.As(terr, &bad) {
 		w.log.Error("fail job after last retry", "job_id", p.JobID, "err", terr)
