@@ -14,9 +14,15 @@ import (
 func Decide(js []Job, obs Observation, memo *Memo, cfg Config) []Action {
 	d := decider{obs: obs, memo: memo, cfg: cfg}
 	live := map[string]bool{}
+	bound := map[uint64]bool{}
 	for _, j := range sorted(js) {
-		live[j.ID] = true
+		live[j.ID], bound[j.Nonce] = true, true
 		d.job(j)
+	}
+	for n := range memo.Holders {
+		if !bound[n] {
+			delete(memo.Holders, n)
+		}
 	}
 	d.gap(js)
 	d.pause()
@@ -106,8 +112,8 @@ func (d *decider) disputed(j Job) {
 	if !deep(d.obs.Head, h.Block, depth) {
 		return
 	}
-	if c, ok := d.obs.Canon[h.Block]; ok && c != h.BlockHash {
-		return // that block was reorganised away since: look again
+	if c, ok := d.obs.Canon[h.Block]; !ok || c != h.BlockHash {
+		return // not confirmed canonical this tick (or reorganised away): look again
 	}
 	// Someone else's transaction used the nonce: none of ours can execute
 	// there. A job relayq was giving up on anyway is final; the rest get a
@@ -266,23 +272,25 @@ func (d *decider) watch(j Job) {
 	if last == nil {
 		return
 	}
-	stuck := d.obs.Head >= last.SentBlock+d.cfg.StuckBlocks
 	known, asked := d.obs.Known[last.Hash]
-	if stuck && !(asked && !known && !d.underpriced(*last)) {
-		// Stuck in the pool, or refused by it since the base fee rose past
-		// its fee cap: either way it needs a new price.
+	switch {
+	case asked && !known && !d.underpriced(*last):
+		// Dropped at a price that still holds: the same bytes again.
+		d.memo.Checked[j.ID] = d.obs.Head
+		d.add(Rebroadcast{ID: j.ID})
+	case asked && !known, d.obs.Head >= last.SentBlock+d.cfg.StuckBlocks:
+		// Refused by the pool since the base fee rose past its fee cap, or
+		// stuck in it: either way it needs a new price.
 		d.bump(j, *last)
-		return
+	case asked:
+		d.memo.Checked[j.ID] = d.obs.Head
 	}
-	d.recheck(j) // dropped at a price that still holds: the same bytes again
 }
 
-// underpriced reports whether an attempt's fee cap is below this tick's
-// suggestion: a pool may refuse it whatever happens, so sending the same
-// bytes again will not do.
+// underpriced reports whether an attempt's fee cap is below the head's base
+// fee: a pool refuses it, so sending the same bytes again will not do.
 func (d *decider) underpriced(a Attempt) bool {
-	f := d.obs.Fees // uncapped: at the ceiling it is still underpriced
-	return f.FeeCap != nil && a.Fees.FeeCap.Cmp(f.FeeCap) < 0
+	return d.obs.BaseFee != nil && a.Fees.FeeCap.Cmp(d.obs.BaseFee) < 0
 }
 
 // recheck re-broadcasts the job's pending transaction if the node, asked

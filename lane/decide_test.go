@@ -100,14 +100,19 @@ func TestDecide(t *testing.T) {
 				o.Head, o.Latest, o.Holders[5] = 12, 6, Holder{TxHash: h(99), Block: 12, BlockHash: h(600)}
 			}),
 			[]Action{Pause{}}},
-		{"someone else's transaction in a deep block re-signs the job",
+		{"someone else's transaction in a block not read as canonical this tick waits",
 			[]Job{call()}, obs(func(o *Observation) {
 				o.Head, o.Latest, o.Holders[5] = 13, 6, Holder{TxHash: h(99), Block: 12, BlockHash: h(600)}
+			}),
+			[]Action{Pause{}}},
+		{"someone else's transaction in a deep block re-signs the job",
+			[]Job{call()}, obs(func(o *Observation) {
+				o.Head, o.Latest, o.Holders[5], o.Canon[12] = 13, 6, Holder{TxHash: h(99), Block: 12, BlockHash: h(600)}, h(600)
 			}),
 			[]Action{Resign{ID: "j", Old: 5}, Pause{}}},
 		{"someone else's transaction at a cancelled job's nonce cancels it",
 			[]Job{with(call(), func(j *Job) { j.CancelRequested = true })}, obs(func(o *Observation) {
-				o.Head, o.Latest, o.Holders[5] = 13, 6, Holder{TxHash: h(99), Block: 12, BlockHash: h(600)}
+				o.Head, o.Latest, o.Holders[5], o.Canon[12] = 13, 6, Holder{TxHash: h(99), Block: 12, BlockHash: h(600)}, h(600)
 			}),
 			[]Action{Finalize{ID: "j", To: jobs.Cancelled}, Release{ID: "j"}, Pause{}}},
 		{"mined at an older nonce after a re-sign: a no-op takes the newer nonce",

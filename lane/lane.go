@@ -118,6 +118,9 @@ type Observation struct {
 	Head    uint64
 	Latest  uint64   // the signer's nonce in the latest block: nonces below it are used
 	Balance *big.Int // nil: not read
+	// BaseFee is the head's base fee (nil: not known): a pool refuses a
+	// transaction whose fee cap is below it, so resending its bytes is futile.
+	BaseFee *big.Int
 	Fees    txmgr.Fees
 	// Receipts of our hashes that the node has mined.
 	Receipts map[common.Hash]Receipt
@@ -140,11 +143,16 @@ type Memo struct {
 	Gap     uint64
 	GapAt   uint64 // the nonce of that gap
 	GapSeen bool
+	// Holders remembers the transaction found holding a disputed nonce, so
+	// later ticks only check that its block is still canonical instead of
+	// searching again (a node without archive state cannot answer for old
+	// blocks). The shell fills it; Decide forgets nonces no job holds.
+	Holders map[uint64]Holder
 }
 
 // NewMemo returns an empty memo.
 func NewMemo() *Memo {
-	return &Memo{Checked: map[string]uint64{}, Orphans: map[string]uint64{}, Unaffordable: map[string]uint64{}}
+	return &Memo{Checked: map[string]uint64{}, Orphans: map[string]uint64{}, Unaffordable: map[string]uint64{}, Holders: map[uint64]Holder{}}
 }
 
 // Action is one thing the tracker must do.
@@ -357,10 +365,7 @@ func PlanReads(js []Job, memo *Memo, cfg Config, head, latest uint64) Plan {
 			}
 		}
 		if j.Nonce >= latest {
-			// Due for a check every RebroadcastBlocks, and when stuck: a
-			// dropped transaction is sent again before it is re-priced.
-			if a := j.lastAt(j.Nonce); a != nil && pendingTx(j) &&
-				(head >= lastSeen(memo, j)+cfg.RebroadcastBlocks || head >= a.SentBlock+cfg.StuckBlocks) {
+			if a := j.lastAt(j.Nonce); a != nil && pendingTx(j) && head >= lastSeen(memo, j)+cfg.RebroadcastBlocks {
 				p.Known = append(p.Known, a.Hash)
 			}
 		}

@@ -345,6 +345,7 @@ func (m *model) observe() Observation {
 			for _, tx := range b.txs {
 				if tx.nonce == n {
 					obs.Holders[n] = Holder{TxHash: tx.hash, Block: b.num, BlockHash: b.hash}
+					obs.Canon[b.num] = b.hash
 				}
 			}
 		}

@@ -124,11 +124,19 @@ func NonceHolder(ctx context.Context, b Backend, chainID *big.Int, from common.A
 	}
 	signer := types.LatestSignerForChainID(chainID)
 	for _, tx := range blk.Transactions() {
-		if tx.Nonce() != n {
-			continue
+		if tx.Nonce() == n {
+			if s, err := types.Sender(signer, tx); err == nil && s == from {
+				return Holder{TxHash: tx.Hash(), Block: hi, BlockHash: blk.Hash()}, true, nil
+			}
 		}
-		if s, err := types.Sender(signer, tx); err == nil && s == from {
-			return Holder{TxHash: tx.Hash(), Block: hi, BlockHash: blk.Hash()}, true, nil
+		// An EIP-7702 authorisation signed by the key also uses its nonce,
+		// inside someone else's transaction: that is foreign use too.
+		for _, auth := range tx.SetCodeAuthorizations() {
+			if auth.Nonce == n {
+				if a, err := auth.Authority(); err == nil && a == from {
+					return Holder{TxHash: tx.Hash(), Block: hi, BlockHash: blk.Hash()}, true, nil
+				}
+			}
 		}
 	}
 	return Holder{}, false, nil // the block the state points at does not show it: a lagging read

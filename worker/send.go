@@ -192,6 +192,7 @@ func (w *Worker) broadcastResult(ctx context.Context, a *Account, id string, tx 
 	log := w.log.With("job_id", id, "tx_hash", tx.Hash().Hex(), "nonce", tx.Nonce())
 	switch c := txmgr.Classify(err); c {
 	case txmgr.ClassNone, txmgr.ClassAlreadyKnown:
+		a.pause(ctx, "") // it signed and the node took it: whatever paused it is over
 		return nil
 	case txmgr.ClassNonceTooLow:
 		// Either one of this job's own hashes was mined (a retry whose first

@@ -40,6 +40,8 @@ type Tracker struct {
 	lastHead common.Hash
 	memo     *lane.Memo
 
+	absent map[string]int // job id → ticks in a row its bound record could not be read
+
 	scanned         uint64 // the last block whose receipts were read whole (scanBlocks)
 	noBlockReceipts bool   // the node does not serve eth_getBlockReceipts
 }
@@ -48,8 +50,9 @@ type Tracker struct {
 func NewTracker(w *Worker, a *Account) *Tracker {
 	return &Tracker{
 		w: w, a: a,
-		lease: NewLease(w.cfg.Redis, a.Nonces.KeyTag()+"tracker", 5*w.cfg.PollInterval+2*time.Second),
-		memo:  lane.NewMemo(),
+		lease:  NewLease(w.cfg.Redis, a.Nonces.KeyTag()+"tracker", 5*w.cfg.PollInterval+2*time.Second),
+		memo:   lane.NewMemo(),
+		absent: map[string]int{},
 	}
 }
 
@@ -100,6 +103,10 @@ func (w *Worker) laneConfig() lane.Config {
 // confirmations count when larger).
 const foreignDepth = 2
 
+// absentTicks is how many ticks in a row a bound job's record must be
+// missing before its binding is dropped.
+const absentTicks = 5
+
 // maxDisputes bounds the disputed nonces one tick looks up (each costs a
 // few calls).
 const maxDisputes = 8
@@ -138,10 +145,17 @@ func (t *Tracker) Tick(ctx context.Context) error {
 	records := make(map[string]*jobs.Job, len(js))
 	lj := make([]lane.Job, 0, len(js))
 	for i, j := range js {
-		if j == nil { // a record deleted by hand: nothing to track
-			errs = append(errs, t.a.Nonces.Release(ctx, ids[i]))
+		if j == nil {
+			// A record deleted by hand, or a stale read (a replica, a
+			// failover): release the binding only after several ticks
+			// in a row find nothing, never on one read's absence.
+			if t.absent[ids[i]]++; t.absent[ids[i]] >= absentTicks {
+				delete(t.absent, ids[i])
+				errs = append(errs, t.a.Nonces.Release(ctx, ids[i]))
+			}
 			continue
 		}
+		delete(t.absent, j.ID)
 		records[j.ID] = j
 		lj = append(lj, laneJob(j, inflight[i].Nonce))
 	}
@@ -165,7 +179,7 @@ func (t *Tracker) observe(ctx context.Context, head *types.Header, latest uint64
 	addr := t.a.Signer.Address()
 	hn := head.Number.Uint64()
 	obs := lane.Observation{
-		Head: hn, Latest: latest,
+		Head: hn, Latest: latest, BaseFee: head.BaseFee,
 		Receipts: map[common.Hash]lane.Receipt{}, Canon: map[uint64]common.Hash{hn: head.Hash()},
 		Known: map[common.Hash]bool{}, Holders: map[uint64]lane.Holder{},
 	}
@@ -200,15 +214,31 @@ func (t *Tracker) observe(ctx context.Context, head *types.Header, latest uint64
 	}
 	disputed := lane.Disputed(lj, latest, obs.Receipts)
 	for _, n := range disputed[:min(len(disputed), maxDisputes)] {
+		if h, ok := t.memo.Holders[n]; ok {
+			// Found on an earlier tick: only check its block is still there.
+			if hd, err := b.HeaderByNumber(ctx, new(big.Int).SetUint64(h.Block)); err == nil {
+				if hd.Hash() == h.BlockHash {
+					obs.Holders[n], obs.Canon[h.Block] = h, hd.Hash()
+					continue
+				}
+				delete(t.memo.Holders, n) // reorganised away: search again
+			} else {
+				continue
+			}
+		}
 		h, ok, err := txmgr.NonceHolder(ctx, b, t.w.chainID, addr, n, hn)
 		if err != nil {
 			t.w.log.Debug("nonce holder", "signer", addr.Hex(), "nonce", n, "err", err)
 			continue
 		}
 		if ok {
-			obs.Holders[n] = lane.Holder{TxHash: h.TxHash, Block: h.Block, BlockHash: h.BlockHash}
+			lh := lane.Holder{TxHash: h.TxHash, Block: h.Block, BlockHash: h.BlockHash}
+			obs.Holders[n] = lh
 			if hd, err := b.HeaderByNumber(ctx, new(big.Int).SetUint64(h.Block)); err == nil {
 				obs.Canon[h.Block] = hd.Hash()
+				if hd.Hash() == h.BlockHash {
+					t.memo.Holders[n] = lh
+				}
 			}
 		}
 	}
@@ -528,6 +558,9 @@ func (t *Tracker) sendAction(ctx context.Context, head uint64, records map[strin
 		if err != nil {
 			return err
 		}
+		if t.w.cfg.MaxFeePerGas != nil {
+			fees = fees.Capped(t.w.cfg.MaxFeePerGas)
+		}
 		return t.replace(ctx, j, n, j.Gas, fees, call, jobs.KindResign)
 	case lane.Rebroadcast:
 		j := records[a.ID]
@@ -552,7 +585,14 @@ func (t *Tracker) sendAction(ctx context.Context, head uint64, records map[strin
 			t.w.log.Warn("gap fill broadcast", "nonce", a.Nonce, "err", err)
 		}
 	case lane.Pause:
-		t.a.pause(ctx, a.Reason)
+		switch {
+		case a.Reason != "":
+			t.a.pause(ctx, a.Reason)
+			t.a.fundsPaused.Store(true)
+		case t.a.fundsPaused.Load():
+			t.a.pause(ctx, "")
+			t.a.fundsPaused.Store(false)
+		}
 	}
 	return nil
 }
@@ -622,7 +662,10 @@ func (t *Tracker) broadcast(ctx context.Context, id, raw, kind string) error {
 	case txmgr.ClassPermanent:
 		t.w.log.Warn("node refused a replacement for good", "job_id", id, "kind", kind, "tx_hash", tx.Hash().Hex(), "err", err)
 		switch kind {
-		case jobs.KindResign:
+		case jobs.KindResign, "":
+			// A re-signed call, or persisted bytes sent again, refused for
+			// good: a no-op replaces it and the chain decides (a job that is
+			// not submitted any more is left as it is).
 			return t.w.giveUp(ctx, id, t.w.revertError(jobs.ErrCodeRejected, err))
 		case jobs.KindBump:
 			return t.w.store.Update(ctx, id, jobs.Submitted, jobs.Fields{"warning", "replacement refused by the node: " + err.Error()}, nil)

@@ -85,9 +85,13 @@ type Config struct {
 type Account struct {
 	Signer signer.Signer
 	Nonces *nonce.Allocator
-	paused atomic.Bool  // mirrors the allocator's paused flag, to skip a write per send
-	comb   combiner     // groups concurrent sends (see batch.go)
-	funds  balanceCache // the balance at the latest head (see funds.go)
+	paused atomic.Bool // mirrors the allocator's paused flag, to skip a write per send
+	// fundsPaused says the tracker paused the signer for its balance: only
+	// then may the tracker's "it can pay" clear the mark (a signer that
+	// cannot sign, say, stays paused until it does).
+	fundsPaused atomic.Bool
+	comb        combiner     // groups concurrent sends (see batch.go)
+	funds       balanceCache // the balance at the latest head (see funds.go)
 }
 
 // pause records that the signer cannot pay (insufficient funds), renewing

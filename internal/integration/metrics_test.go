@@ -172,7 +172,12 @@ func TestMetricsChangeAsJobsRun(t *testing.T) {
 	require.Equal(t, 0.0, after.Value("relayq_signer_in_flight", "signer", s.signer.Hex()), "the confirmed job released its nonce")
 	require.True(t, after.Has("relayq_signer_paused", "signer", s.signer.Hex()))
 	require.Equal(t, 0.0, after.Value("relayq_signer_paused", "signer", s.signer.Hex()))
-	require.Less(t, after.Value("relayq_signer_balance_ether", "signer", s.signer.Hex()), balanceBefore, "gas was paid")
+	// The balance is probed at most once a second: scrape until it moves.
+	for deadline := time.Now().Add(10 * time.Second); after.Value("relayq_signer_balance_ether", "signer", s.signer.Hex()) >= balanceBefore; {
+		require.True(t, time.Now().Before(deadline), "gas was paid")
+		time.Sleep(200 * time.Millisecond)
+		after = scrape(t, url)
+	}
 	require.True(t, after.Has("relayq_queue_tasks", "queue", tasks.QueueSend, "state", "pending"))
 	require.Equal(t, 0.0, after.Value("relayq_queue_tasks", "queue", tasks.QueueSend, "state", "pending"), "nothing left to send")
 }

@@ -95,12 +95,12 @@ func TestSweeperRunsAJobOrphanedByADeadWorker(t *testing.T) {
 	require.Equal(t, jobs.Queued, still.Status)
 }
 
-// Issue 13, case 5. A job the node rejects for good fails with its nonce
-// still bound; while its gap fill cannot be sent (the node refuses every
-// broadcast), pruning with a tiny retention keeps it, since dropping its
-// binding would leave the nonce unfilled and block the signer. Once the
-// node takes transactions again, the fill goes out, a later job confirms,
-// and only then is the failed job pruned.
+// Issue 13, case 5. A job the node rejects for good is given up with its
+// nonce still bound; while the no-op that must take its nonce cannot be
+// sent (the node refuses every broadcast), pruning with a tiny retention
+// keeps it, since dropping its binding would leave the nonce unused and
+// block the signer. Once the node takes transactions again, the no-op goes
+// out, the job fails, a later job confirms, and only then is it pruned.
 func TestPruneKeepsAFailedJobUntilItsNonceIsFilled(t *testing.T) {
 	t.Parallel()
 	s := newStack(t, stackOptions{anvilArgs: []string{"--block-time", "1"}, proxy: true, worker: func(c *worker.Config) {
@@ -110,8 +110,8 @@ func TestPruneKeepsAFailedJobUntilItsNonceIsFilled(t *testing.T) {
 	ctx := context.Background()
 	s.proxy.Inject(testenv.Fault{Methods: []string{"eth_sendRawTransaction"}, RPCError: &testenv.RPCErrorSpec{Message: "intrinsic gas too low"}})
 	rejected := s.submit(`{"to":"` + s.counter.Hex() + `","function":"increment()"}`).ID
-	failed := s.waitFor("rejected", nil, status(jobs.Failed), rejected)
-	require.Equal(t, jobs.ErrCodeRejected, failed.Error.Code)
+	failed := s.waitFor("given up", nil, func(j jobs.Job) bool { return j.Abandon != nil }, rejected)
+	require.Equal(t, jobs.ErrCodeRejected, failed.Abandon.Code)
 	require.NotNil(t, failed.Nonce)
 
 	// Blocks go by, the tracker's fills are refused, the sweeper prunes.
@@ -125,6 +125,8 @@ func TestPruneKeepsAFailedJobUntilItsNonceIsFilled(t *testing.T) {
 	require.Positive(t, s.proxy.Faulted(), "the fill was tried and refused")
 
 	s.proxy.Clear()
+	gone := s.waitFor("failed", nil, status(jobs.Failed), rejected)
+	require.Equal(t, jobs.ErrCodeRejected, gone.Error.Code)
 	next := s.submit(`{"to":"` + s.counter.Hex() + `","function":"increment()"}`).ID
 	done := s.wait(next, jobs.Confirmed)
 	require.Equal(t, *failed.Nonce+1, *done.Nonce)
