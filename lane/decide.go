@@ -273,17 +273,18 @@ func (d *decider) watch(j Job) {
 		return
 	}
 	known, asked := d.obs.Known[last.Hash]
+	if !asked {
+		return // not due for a look (every RebroadcastBlocks since the last one)
+	}
+	d.memo.Checked[j.ID] = d.obs.Head
 	switch {
-	case asked && !known && !d.underpriced(*last):
+	case !known && !d.underpriced(*last):
 		// Dropped at a price that still holds: the same bytes again.
-		d.memo.Checked[j.ID] = d.obs.Head
 		d.add(Rebroadcast{ID: j.ID})
-	case asked && !known, d.obs.Head >= last.SentBlock+d.cfg.StuckBlocks:
+	case !known, d.obs.Head >= last.SentBlock+d.cfg.StuckBlocks:
 		// Refused by the pool since the base fee rose past its fee cap, or
 		// stuck in it: either way it needs a new price.
 		d.bump(j, *last)
-	case asked:
-		d.memo.Checked[j.ID] = d.obs.Head
 	}
 }
 
