@@ -17,7 +17,7 @@ import (
 // list, which reads through the same parser and store call).
 var listParams = map[string]bool{
 	"status": true, "limit": true, "cursor": true, "chain": true,
-	"since": true, "until": true, "from": true, "metadata": true,
+	"since": true, "until": true, "from": true, "metadata": true, "api_key": true,
 }
 
 // listQuery is a validated GET /v1/jobs query.
@@ -32,7 +32,7 @@ type listQuery struct {
 func parseListQuery(q url.Values, extra ...string) (listQuery, *Error) {
 	for k := range q {
 		if !listParams[k] && !slices.Contains(extra, k) {
-			return listQuery{}, invalid("unknown_parameter", k, "unknown query parameter %q (use status, limit, cursor, chain, since, until, from, metadata)", clip(k))
+			return listQuery{}, invalid("unknown_parameter", k, "unknown query parameter %q (use status, limit, cursor, chain, since, until, from, metadata, api_key)", clip(k))
 		}
 	}
 	lq := listQuery{limit: defaultListLimit, cursor: q.Get("cursor")}
@@ -70,6 +70,7 @@ func parseListQuery(q url.Values, extra ...string) (listQuery, *Error) {
 		}
 		f.From = a.Hex()
 	}
+	f.Owner = q.Get("api_key") // an admin's choice; list() pins a client key to its own
 	if v := q.Get("metadata"); v != "" {
 		k, val, ok := strings.Cut(v, ":")
 		if !ok || k == "" {
@@ -83,6 +84,9 @@ func parseListQuery(q url.Values, extra ...string) (listQuery, *Error) {
 // list reads one page of jobs of this chain.
 func (s *Server) list(c echo.Context, lq listQuery) ([]*jobs.Job, string, error) {
 	if p := caller(c); !p.admin {
+		if lq.filter.Owner != "" && lq.filter.Owner != p.name {
+			return []*jobs.Job{}, "", nil // another key's jobs: none, as for an unknown key
+		}
 		lq.filter.Owner = p.name // a key that is not an admin lists its own jobs only
 	}
 	list, next, err := s.store.ListFilter(c.Request().Context(), lq.filter, lq.limit, lq.cursor)

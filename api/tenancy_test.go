@@ -89,8 +89,13 @@ func TestTenancyJobsAreTheirKeys(t *testing.T) {
 	require.NotContains(t, listIDs(t, b.as(bobKey, http.MethodGet, "/v1/jobs?status=queued", "")), job.ID)
 	require.Equal(t, []string{job.ID}, listIDs(t, b.as(aliceKey, http.MethodGet, "/v1/jobs", "")))
 
-	// The admin sees everything; the owner sees and cancels its own.
+	// The admin sees everything, and may list one key's jobs; a client key
+	// naming another key gets nothing.
 	require.Len(t, listIDs(t, b.as(opsKey, http.MethodGet, "/v1/jobs", "")), 2)
+	require.Equal(t, []string{job.ID}, listIDs(t, b.as(opsKey, http.MethodGet, "/v1/jobs?api_key=alice", "")))
+	require.Equal(t, bobs, listIDs(t, b.as(opsKey, http.MethodGet, "/v1/jobs?api_key=bob&status=queued", "")))
+	require.Empty(t, listIDs(t, b.as(bobKey, http.MethodGet, "/v1/jobs?api_key=alice", "")))
+	require.Equal(t, bobs, listIDs(t, b.as(bobKey, http.MethodGet, "/v1/jobs?api_key=bob", "")))
 	require.Equal(t, http.StatusOK, b.as(opsKey, http.MethodGet, "/v1/jobs/"+job.ID, "").Status)
 	require.Equal(t, http.StatusOK, b.as(aliceKey, http.MethodGet, "/v1/jobs/"+job.ID, "").Status)
 	r = b.as(aliceKey, http.MethodPost, "/v1/jobs/"+job.ID+"/cancel", "")

@@ -110,7 +110,7 @@ type uiJobsPage struct {
 
 // uiListForm is the filter form's values, as the user typed them.
 type uiListForm struct {
-	Status, From, Since, Until, Metadata string
+	Status, From, Since, Until, Metadata, APIKey string
 }
 
 type uiRow struct {
@@ -123,7 +123,7 @@ var uiTimeLayouts = []string{time.RFC3339, "2006-01-02T15:04:05", "2006-01-02T15
 
 // uiListValues turns the filter form into the query of GET /v1/jobs.
 func uiListValues(q url.Values) (url.Values, uiListForm, *Error) {
-	f := uiListForm{Status: q.Get("status"), From: q.Get("from"), Since: q.Get("since"), Until: q.Get("until"), Metadata: q.Get("metadata")}
+	f := uiListForm{Status: q.Get("status"), From: q.Get("from"), Since: q.Get("since"), Until: q.Get("until"), Metadata: q.Get("metadata"), APIKey: q.Get("api_key")}
 	out := url.Values{}
 	for k, vs := range q {
 		if k == "chain" || len(vs) == 0 || vs[0] == "" {
