@@ -400,9 +400,11 @@ func (r *rejectOneInABatch) SendTransactions(ctx context.Context, txs []*types.T
 	return append(append(append([]error{}, errs[:reject]...), errors.New("intrinsic gas too low: have 21000, want 21464")), errs[reject:]...)
 }
 
-// One transaction of a batch refused for good: its job fails and its nonce is
-// filled, the rest of the batch is broadcast and confirmed, and the signer's
-// nonces stay contiguous.
+// One transaction of a batch refused for good: its job is given up, and the
+// chain decides. Either a no-op takes its nonce and it fails, or (when the
+// tracker re-sent its persisted bytes before the give-up was written, and
+// the node took them) its call is mined and it is confirmed, once. The rest
+// of the batch is broadcast and confirmed, and the nonces stay contiguous.
 func TestOneRejectionInABatchOfBroadcasts(t *testing.T) {
 	t.Parallel()
 	rej := &rejectOneInABatch{}
@@ -429,11 +431,11 @@ func TestOneRejectionInABatchOfBroadcasts(t *testing.T) {
 	rej.mu.Lock()
 	require.NotEqual(t, common.Hash{}, rej.rejected, "a batch of at least 3 broadcasts was sent (%d calls)", rej.calls)
 	rej.mu.Unlock()
-	require.Equal(t, 1, failed)
-	require.Equal(t, uint64(n-1), s.count(), "every other job executed once")
+	require.LessOrEqual(t, failed, 1)
+	require.Equal(t, uint64(n-failed), s.count(), "every confirmed job executed once, the failed one never")
 	latest, err := s.node.NonceAt(context.Background(), s.signer, nil)
 	require.NoError(t, err)
-	require.Equal(t, uint64(n), latest, "n nonces used: n-1 jobs and one gap fill")
+	require.Equal(t, uint64(n), latest, "n nonces used: one per job (the failed one's by its no-op)")
 }
 
 // blockReceipts passes eth_getBlockReceipts through, counting the calls, or
