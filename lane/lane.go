@@ -105,11 +105,7 @@ type Receipt struct {
 
 // Holder is the signer's transaction that holds a nonce in the canonical
 // chain, as read from the block itself.
-type Holder struct {
-	TxHash    common.Hash
-	Block     uint64
-	BlockHash common.Hash
-}
+type Holder = txmgr.Holder
 
 // Observation is what the tracker read of the chain this tick. A map entry
 // that is missing means "not read" (or the node could not show it), and the

@@ -210,7 +210,7 @@ func (w *Worker) broadcastResult(ctx context.Context, a *Account, id string, tx 
 	case txmgr.ClassPermanent:
 		if !first {
 			log.Warn("node refused a replacement for good; the job keeps its earlier transaction", "err", err)
-			return w.store.Update(ctx, id, jobs.Submitted, jobs.Fields{"warning", "replacement refused by the node: " + err.Error()}, nil)
+			return w.refusedReplacement(ctx, id, err)
 		}
 		log.Error("node rejected the transaction for good; a no-op will replace it and the chain decides", "err", err)
 		return w.giveUp(ctx, id, w.revertError(jobs.ErrCodeRejected, err))
@@ -229,6 +229,13 @@ func (w *Worker) giveUp(ctx context.Context, id string, jerr jobs.Error) error {
 		return nil // it moved on (mined meanwhile): the chain has decided already
 	}
 	return err
+}
+
+// refusedReplacement records that a node refused a replacement (a fee
+// bump) for good: a warning only, since the job's earlier transaction may
+// still be mined.
+func (w *Worker) refusedReplacement(ctx context.Context, id string, err error) error {
+	return w.store.Update(ctx, id, jobs.Submitted, jobs.Fields{"warning", "replacement refused by the node: " + err.Error()}, nil)
 }
 
 // firstCall reports whether tx is the only call the job signed at its

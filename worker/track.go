@@ -232,12 +232,11 @@ func (t *Tracker) observe(ctx context.Context, head *types.Header, latest uint64
 			continue
 		}
 		if ok {
-			lh := lane.Holder{TxHash: h.TxHash, Block: h.Block, BlockHash: h.BlockHash}
-			obs.Holders[n] = lh
+			obs.Holders[n] = h
 			if hd, err := b.HeaderByNumber(ctx, new(big.Int).SetUint64(h.Block)); err == nil {
 				obs.Canon[h.Block] = hd.Hash()
 				if hd.Hash() == h.BlockHash {
-					t.memo.Holders[n] = lh
+					t.memo.Holders[n] = h
 				}
 			}
 		}
@@ -517,7 +516,7 @@ func (t *Tracker) sendAction(ctx context.Context, head uint64, records map[strin
 		j := records[a.ID]
 		t.w.log.Warn("giving up on job; a no-op replaces it at its nonce", "job_id", j.ID, "code", a.Code, "reason", a.Message)
 		jerr := jobs.Error{Code: a.Code, Message: a.Message}
-		if err := t.w.store.Update(ctx, j.ID, j.Status, jobs.Fields{"abandon", jobs.ErrorField(jerr)}, nil); err != nil {
+		if err := t.w.giveUp(ctx, j.ID, jerr); err != nil {
 			failed[j.ID] = true
 			return err
 		}
@@ -668,7 +667,7 @@ func (t *Tracker) broadcast(ctx context.Context, id, raw, kind string) error {
 			// not submitted any more is left as it is).
 			return t.w.giveUp(ctx, id, t.w.revertError(jobs.ErrCodeRejected, err))
 		case jobs.KindBump:
-			return t.w.store.Update(ctx, id, jobs.Submitted, jobs.Fields{"warning", "replacement refused by the node: " + err.Error()}, nil)
+			return t.w.refusedReplacement(ctx, id, err)
 		}
 		return nil
 	default:
