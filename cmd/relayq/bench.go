@@ -25,6 +25,9 @@ func runBench(ctx context.Context, args []string, stdout, stderr io.Writer) erro
 	fs.IntVar(&o.APISeconds, "api-seconds", 5, "length of the API's paced phase, in seconds")
 	fs.IntVar(&o.SoakJobs, "soak-jobs", 100000, "jobs of the soak (run it with -only soak)")
 	fs.IntVar(&o.SoakRate, "soak-rate", 1000, "jobs/s posted during the soak")
+	fs.IntVar(&o.FastJobs, "fast-jobs", 10000, "jobs of the fast-chain scenario (run it with -only fast)")
+	fs.DurationVar(&o.FastBlockTime, "fast-block-time", 250*time.Millisecond, "the fast chain's anvil --block-time")
+	fs.Uint64Var(&o.FastGasLimit, "fast-gas-limit", 1_000_000_000, "the fast chain's anvil --gas-limit")
 	fs.IntVar(&o.Clients, "clients", 32, "concurrent HTTP clients posting jobs")
 	fs.IntVar(&o.BlockTime, "block-time", 1, "anvil --block-time in seconds")
 	fs.Uint64Var(&o.BlockGasLimit, "block-gas-limit", 0, "anvil --gas-limit (0: anvil's default, 30M)")
@@ -32,7 +35,7 @@ func runBench(ctx context.Context, args []string, stdout, stderr io.Writer) erro
 	fs.DurationVar(&o.Timeout, "timeout", 0, "per-scenario limit (default 10m)")
 	fs.StringVar(&o.Chart, "chart", "bench.png", "where to write the PNG chart (\"\" for none)")
 	fs.StringVar(&o.Dir, "dir", "", "keep logs and Redis data here (default: a temporary directory, removed)")
-	fs.StringVar(&only, "only", "", "comma-separated scenarios: raw,relayq,relayq-multi,naive,api,soak,kms (default all but soak and kms)")
+	fs.StringVar(&only, "only", "", "comma-separated scenarios: raw,relayq,relayq-multi,naive,api,fast,soak,kms (default all but fast, soak and kms)")
 	fs.StringVar(&o.ProfileDir, "profile", "", "write CPU profiles of relayq's api and worker processes into this directory")
 	fs.DurationVar(&o.ProfileFor, "profile-for", 5*time.Second, "length of each CPU profile, from the first POST")
 	fs.StringVar(&o.AnvilBin, "anvil", "", "anvil binary (default $ANVIL_BIN, .tools/, PATH)")
@@ -45,8 +48,8 @@ func runBench(ctx context.Context, args []string, stdout, stderr io.Writer) erro
 	if fs.NArg() > 0 {
 		return fmt.Errorf("relayq bench: unexpected argument %q", fs.Arg(0))
 	}
-	if o.Jobs < 1 || o.NaiveJobs < 1 || o.Signers < 1 || o.Clients < 1 || o.BlockTime < 1 || o.APIJobs < 1 || o.APIRate < 1 || o.APISeconds < 1 || o.SoakJobs < 1 || o.SoakRate < 1 {
-		return fmt.Errorf("relayq bench: -jobs, -naive-jobs, -api-jobs, -soak-jobs, -soak-rate, -signers, -clients and -block-time must be at least 1")
+	if o.Jobs < 1 || o.NaiveJobs < 1 || o.Signers < 1 || o.Clients < 1 || o.BlockTime < 1 || o.APIJobs < 1 || o.APIRate < 1 || o.APISeconds < 1 || o.SoakJobs < 1 || o.SoakRate < 1 || o.FastJobs < 1 || o.FastBlockTime < time.Millisecond {
+		return fmt.Errorf("relayq bench: -jobs, -naive-jobs, -api-jobs, -soak-jobs, -soak-rate, -signers, -clients, -fast-jobs and -block-time must be at least 1, -fast-block-time at least 1ms")
 	}
 	if o.Signers > 10 {
 		return fmt.Errorf("relayq bench: -signers is at most 10 (anvil funds 10 keys)")
@@ -55,7 +58,7 @@ func runBench(ctx context.Context, args []string, stdout, stderr io.Writer) erro
 		o.Only = strings.Split(only, ",")
 		for _, n := range o.Only {
 			switch n {
-			case "raw", "relayq", "relayq-multi", "naive", "api", "soak", "kms":
+			case "raw", "relayq", "relayq-multi", "naive", "api", "fast", "soak", "kms":
 			default:
 				return fmt.Errorf("relayq bench: unknown scenario %q in -only", n)
 			}

@@ -35,7 +35,10 @@ type Options struct {
 	Timeout       time.Duration // per scenario
 	Chart         string        // PNG path; "" for none
 	Dir           string        // logs and Redis data; "" for a temporary directory
-	Only          []string      // scenarios to run: raw, relayq, relayq-multi, naive, api, soak, kms (all but soak and kms when empty)
+	Only          []string      // scenarios to run: raw, relayq, relayq-multi, naive, api, fast, soak, kms (all but fast, soak and kms when empty)
+	FastJobs      int           // jobs of the fast-chain scenario (its raw limit sends as many calls)
+	FastBlockTime time.Duration // the fast chain's anvil --block-time
+	FastGasLimit  uint64        // the fast chain's anvil --gas-limit
 	ProfileDir    string        // write CPU profiles of relayq's api and worker here ("": none)
 	ProfileFor    time.Duration // how long each profile runs, from the first POST
 
@@ -45,6 +48,12 @@ type Options struct {
 
 	Out io.Writer // the table
 	Log io.Writer // progress lines
+
+	// Set on the copy of Options a fast-chain run uses: the block time
+	// anvil gets (instead of BlockTime), and jobs that are calls of the
+	// sample contract's increment() rather than transfers.
+	blockTime     time.Duration
+	contractCalls bool
 }
 
 // Defaults fills the zero fields of o.
@@ -82,6 +91,15 @@ func (o *Options) Defaults() {
 	if o.PollInterval == 0 {
 		o.PollInterval = 200 * time.Millisecond
 	}
+	if o.FastJobs == 0 {
+		o.FastJobs = 10000
+	}
+	if o.FastBlockTime == 0 {
+		o.FastBlockTime = 250 * time.Millisecond
+	}
+	if o.FastGasLimit == 0 {
+		o.FastGasLimit = 1_000_000_000
+	}
 	if o.Timeout == 0 {
 		o.Timeout = 10 * time.Minute
 	}
@@ -108,11 +126,13 @@ type Result struct {
 	RPCCalls, RPCRequests int
 	RPCMethods            map[string]int
 	RedisOps              int64
-	CPU                   time.Duration // of relayq's processes
-	NodeCPU, RedisCPU     time.Duration // of anvil and redis-server, during the scenario
-	PeakRSS               int64         // sum of relayq's processes' peaks
-	NoRatio               bool          // not comparable with the raw limit (the API alone, the soak)
-	RSS                   []rssPoint    // the soak's memory samples
+	RedisCommands         map[string]int // calls per Redis command during the scenario
+	CPU                   time.Duration  // of relayq's processes
+	NodeCPU, RedisCPU     time.Duration  // of anvil and redis-server, during the scenario
+	PeakRSS               int64          // sum of relayq's processes' peaks
+	NoRatio               bool           // not comparable with the raw limit (the API alone, the soak)
+	RawRef                *Result        // the raw limit this one is a ratio of (nil: the report's Raw)
+	RSS                   []rssPoint     // the soak's memory samples
 }
 
 // Rate is jobs (or transactions) per second.
@@ -133,8 +153,9 @@ type Report struct {
 
 func (o *Options) wants(name string) bool {
 	if len(o.Only) == 0 {
-		// The soak is long; the kms scenario needs local-kms.
-		return name != "soak" && name != "kms"
+		// The soak is long; the kms scenario needs local-kms; the fast
+		// chain has its own raw limit and 10,000 jobs.
+		return name != "soak" && name != "kms" && name != "fast"
 	}
 	for _, n := range o.Only {
 		if n == name {
@@ -204,6 +225,14 @@ func Run(ctx context.Context, o Options) (*Report, error) {
 	if err := step("kms", func() (*Result, error) { return o.runRelayq(ctx, dir, 1, true) }); err != nil {
 		return nil, err
 	}
+	if o.wants("fast") {
+		fmt.Fprintf(o.Log, "bench: fast ...\n")
+		rs, err := o.runFast(ctx, dir)
+		if err != nil {
+			return nil, fmt.Errorf("fast: %w", err)
+		}
+		rep.Results = append(rep.Results, rs...)
+	}
 	if err := step("relayq-multi", func() (*Result, error) { return o.runRelayq(ctx, dir, o.Signers, false) }); err != nil {
 		return nil, err
 	}
@@ -239,23 +268,33 @@ func (rep *Report) Print(w io.Writer) {
 	if o.BlockGasLimit > 0 {
 		fmt.Fprintf(w, " --gas-limit %d", o.BlockGasLimit)
 	}
-	fmt.Fprintf(w, ", %d jobs (21,000-gas transfers), %d HTTP clients\n\n", o.Jobs, o.Clients)
-	fmt.Fprintf(w, "%-20s %7s %9s %8s %7s | %-19s | %-19s | %-19s | %9s %9s %9s %8s\n",
-		"scenario", "jobs", "time", "per s", "× raw", "accept p50/95/99 ms", "bcast p50/95/99 ms", "mined p50/95/99 s", "rpc/job", "redis/job", "cpu s/1k", "rss MB")
+	fmt.Fprintf(w, ", %d jobs (21,000-gas transfers), %d HTTP clients\n", o.Jobs, o.Clients)
+	if o.wants("fast") {
+		fmt.Fprintf(w, "fast chain: anvil --block-time %v --gas-limit %d, %d jobs (increment() of the sample contract)\n", o.FastBlockTime.Seconds(), o.FastGasLimit, o.FastJobs)
+	}
+	fmt.Fprintln(w)
+	fmt.Fprintf(w, "%-24s %7s %9s %8s %7s | %-19s | %-19s | %-19s | %9s %9s %9s %9s %8s\n",
+		"scenario", "jobs", "time", "per s", "× raw", "accept p50/95/99 ms", "bcast p50/95/99 ms", "mined p50/95/99 s", "rpc/job", "redis/job", "cpu s/1k", "µs/job", "rss MB")
 	all := rep.Results
 	if rep.Raw != nil {
 		all = append([]*Result{rep.Raw}, all...)
 	}
 	for _, r := range all {
 		ratio := "-"
-		if rep.Raw != nil && rep.Raw.Rate() > 0 && !r.NoRatio {
-			ratio = fmt.Sprintf("%.2f", r.Rate()/rep.Raw.Rate())
+		raw := rep.Raw
+		if r.RawRef != nil {
+			raw = r.RawRef
 		}
-		fmt.Fprintf(w, "%-20s %7d %9s %8.0f %7s | %-19s | %-19s | %-19s | %9s %9s %9s %8s\n",
+		if raw != nil && raw.Rate() > 0 && !r.NoRatio {
+			ratio = fmt.Sprintf("%.2f", r.Rate()/raw.Rate())
+		}
+		// µs/job: relayq's processes and redis-server together, the
+		// whole CPU cost of a job on relayq's side.
+		fmt.Fprintf(w, "%-24s %7d %9s %8.0f %7s | %-19s | %-19s | %-19s | %9s %9s %9s %9s %8s\n",
 			r.Name, r.Jobs, r.Elapsed.Round(time.Millisecond), r.Rate(), ratio,
 			pcts(r.Accept, time.Millisecond, 1), pcts(r.Broadcast, time.Millisecond, 0), pcts(r.Mined, time.Second, 2),
 			perJob(float64(r.RPCCalls), r.Jobs, r.RPCCalls > 0), perJob(float64(r.RedisOps), r.Jobs, r.RedisOps > 0),
-			perJob(r.CPU.Seconds()*1000, r.Jobs, r.CPU > 0), mb(r.PeakRSS))
+			perJob(r.CPU.Seconds()*1000, r.Jobs, r.CPU > 0), perJob((r.CPU+r.RedisCPU).Seconds()*1e6, r.Jobs, r.CPU > 0), mb(r.PeakRSS))
 	}
 	for _, r := range all {
 		if r.RPCCalls == 0 {
@@ -264,6 +303,12 @@ func (rep *Report) Print(w io.Writer) {
 		fmt.Fprintf(w, "\n%s: %d JSON-RPC calls in %d HTTP requests; per job:", r.Name, r.RPCCalls, r.RPCRequests)
 		for _, m := range topMethods(r.RPCMethods, r.Jobs, 8) {
 			fmt.Fprintf(w, " %s %.2f,", m.Method, m.PerJob)
+		}
+		if len(r.RedisCommands) > 0 {
+			fmt.Fprintf(w, "\n%s: Redis commands per job:", r.Name)
+			for _, m := range topMethods(r.RedisCommands, r.Jobs, 14) {
+				fmt.Fprintf(w, " %s %.2f,", m.Method, m.PerJob)
+			}
 		}
 		if r.Attempts > 0 {
 			fmt.Fprintf(w, " (signed txs per job %.2f)", float64(r.Attempts)/float64(r.Jobs))

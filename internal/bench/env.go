@@ -7,6 +7,7 @@ import (
 	"os"
 	"path/filepath"
 	"strconv"
+	"strings"
 
 	"github.com/ethereum/go-ethereum/ethclient"
 	"github.com/redis/go-redis/v9"
@@ -24,7 +25,11 @@ func (o *Options) startAnvil(ctx context.Context, dir, name string) (*anvilNode,
 	if err != nil {
 		return nil, err
 	}
-	args := []string{"--port", strconv.Itoa(port), "--host", "127.0.0.1", "--block-time", strconv.Itoa(o.BlockTime), "--silent"}
+	blockTime := strconv.Itoa(o.BlockTime)
+	if o.blockTime > 0 {
+		blockTime = strconv.FormatFloat(o.blockTime.Seconds(), 'f', -1, 64)
+	}
+	args := []string{"--port", strconv.Itoa(port), "--host", "127.0.0.1", "--block-time", blockTime, "--silent"}
 	if o.BlockGasLimit > 0 {
 		args = append(args, "--gas-limit", strconv.FormatUint(o.BlockGasLimit, 10))
 	}
@@ -106,6 +111,25 @@ func (n *redisNode) commands(ctx context.Context) (int64, error) {
 		return 0, fmt.Errorf("redis INFO stats: %w", err)
 	}
 	return v, nil
+}
+
+// commandStats is the server's calls per command (INFO commandstats),
+// commands run by scripts included.
+func (n *redisNode) commandStats(ctx context.Context) (map[string]int, error) {
+	info, err := n.rdb.InfoMap(ctx, "commandstats").Result()
+	if err != nil {
+		return nil, err
+	}
+	out := map[string]int{}
+	for k, v := range info["Commandstats"] {
+		calls, _, _ := strings.Cut(strings.TrimPrefix(v, "calls="), ",")
+		c, err := strconv.Atoi(calls)
+		if err != nil {
+			return nil, fmt.Errorf("redis INFO commandstats %s: %q", k, v)
+		}
+		out[strings.TrimPrefix(k, "cmdstat_")] = c
+	}
+	return out, nil
 }
 
 func (n *redisNode) close() {

@@ -25,12 +25,13 @@ type stack struct {
 	name    string
 	node    *anvilNode
 	rds     *redisNode
-	counter *rpcCounter
+	rpc     *rpcCounter
 	api     *child
 	worker  *child
 	base    string
 	apiKey  string
 	addrs   []string // the signers, or none when the API runs alone
+	counter string   // the sample contract, when jobs call it (contractCalls)
 	hc      *http.Client
 	store   *jobs.Store
 	pprof   map[string]string // process name → RELAYQ_PPROF_LISTEN
@@ -51,7 +52,14 @@ func (o *Options) startStack(ctx context.Context, dir, name string, signers int,
 	if st.rds, err = o.startRedis(ctx, dir, "redis-"+name); err != nil {
 		return st, err
 	}
-	if st.counter, err = newRPCCounter(st.node.url); err != nil {
+	if o.contractCalls {
+		addr, err := deployCounter(ctx, st.node)
+		if err != nil {
+			return st, err
+		}
+		st.counter = addr.Hex()
+	}
+	if st.rpc, err = newRPCCounter(st.node.url); err != nil {
 		return st, err
 	}
 	if kk != nil {
@@ -73,7 +81,7 @@ func (o *Options) startStack(ctx context.Context, dir, name string, signers int,
 	st.base = "http://" + listen
 	env := append(os.Environ(),
 		"REDIS_URL="+st.rds.url(),
-		"RELAYQ_RPC_URL="+st.counter.URL(),
+		"RELAYQ_RPC_URL="+st.rpc.URL(),
 		"RELAYQ_PRIVATE_KEYS="+strings.Join(keys, ","),
 		"RELAYQ_LISTEN="+listen,
 		"RELAYQ_API_KEYS="+st.apiKey,
@@ -129,8 +137,8 @@ func (st *stack) close() {
 	}
 	st.api.stop()
 	st.worker.stop()
-	if st.counter != nil {
-		st.counter.Close()
+	if st.rpc != nil {
+		st.rpc.Close()
 	}
 	st.rds.close()
 	st.node.close()
@@ -139,6 +147,9 @@ func (st *stack) close() {
 // body is job i's request: a 1-wei transfer to the sink, from the signers
 // in turn.
 func (st *stack) body(i int) string {
+	if st.counter != "" {
+		return fmt.Sprintf(`{"to":%q,"function":"increment()","from":%q}`, st.counter, st.addrs[i%len(st.addrs)])
+	}
 	if len(st.addrs) == 0 {
 		return fmt.Sprintf(`{"to":%q,"data":"0x","value":"1"}`, sink.Hex())
 	}
@@ -222,6 +233,10 @@ func (o *Options) runRelayq(ctx context.Context, dir string, signers int, withKM
 	if err != nil {
 		return nil, err
 	}
+	stats0, err := st.rds.commandStats(ctx)
+	if err != nil {
+		return nil, err
+	}
 	if err := nextBlock(ctx, st.node.client); err != nil {
 		return nil, err
 	}
@@ -251,7 +266,17 @@ func (o *Options) runRelayq(ctx context.Context, dir string, signers int, withKM
 		return nil, err
 	}
 	r.RedisOps = cmd1 - cmd0 - int64(3*len(p.points))
-	r.RPCMethods, r.RPCCalls, r.RPCRequests = st.counter.snapshot()
+	stats1, err := st.rds.commandStats(ctx)
+	if err != nil {
+		return nil, err
+	}
+	r.RedisCommands = map[string]int{}
+	for k, v := range stats1 {
+		if d := v - stats0[k]; d > 0 {
+			r.RedisCommands[k] = d
+		}
+	}
+	r.RPCMethods, r.RPCCalls, r.RPCRequests = st.rpc.snapshot()
 	r.NodeCPU, r.RedisCPU = st.node.usage().CPU-nodeCPU0, st.rds.usage().CPU-redisCPU0
 	for _, c := range []*child{st.api, st.worker} {
 		u := c.usage()

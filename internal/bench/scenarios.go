@@ -123,9 +123,19 @@ func (o *Options) runRaw(ctx context.Context, dir string) (*Result, error) {
 	if err != nil {
 		return nil, err
 	}
+	sign := func(nonce uint64) (*types.Transaction, error) { return transfer(chainID, key, nonce, tip, feeCap) }
+	if o.contractCalls {
+		counter, err := deployCounter(ctx, node)
+		if err != nil {
+			return nil, err
+		}
+		if sign, err = incrementTx(ctx, node.client, chainID, key, counter, tip, feeCap); err != nil {
+			return nil, err
+		}
+	}
 	txs := make([]*types.Transaction, o.Jobs)
 	for i := range txs {
-		if txs[i], err = transfer(chainID, key, base+uint64(i), tip, feeCap); err != nil {
+		if txs[i], err = sign(base + uint64(i)); err != nil {
 			return nil, err
 		}
 	}
