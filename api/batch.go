@@ -9,7 +9,6 @@ import (
 	"errors"
 	"fmt"
 	"net/http"
-	"sync"
 
 	"github.com/ethereum/go-ethereum/common/hexutil"
 	"github.com/labstack/echo/v4"
@@ -235,27 +234,13 @@ func (s *Server) newJob(call *call, owner string) *jobs.Job {
 	return j
 }
 
-// enqueueConcurrency bounds the enqueues of one batch in flight at once.
-const enqueueConcurrency = 8
-
-// enqueueMany enqueues the send task of every queued job, a few at a time.
-// As for one job, a failure is logged: the sweeper enqueues any queued job
-// whose task is missing.
+// enqueueMany hands every queued job of a batch request to the workers.
 func (s *Server) enqueueMany(ctx context.Context, js []*jobs.Job) {
-	sem := make(chan struct{}, enqueueConcurrency)
-	var wg sync.WaitGroup
 	for _, j := range js {
-		if j == nil || j.Status != jobs.Queued {
-			continue
+		if j != nil && j.Status == jobs.Queued {
+			s.enqueue(ctx, j.ID)
 		}
-		sem <- struct{}{}
-		wg.Add(1)
-		go func(id string) {
-			defer func() { <-sem; wg.Done() }()
-			s.enqueue(ctx, id)
-		}(j.ID)
 	}
-	wg.Wait()
 }
 
 // countBatch counts a batch's jobs as accepted (created or replayed), or

@@ -119,6 +119,7 @@ type Server struct {
 	// name and queues, and every chain of the API.
 	name   string
 	queues tasks.Queues
+	sendq  *sendQueue // batches the send tasks of accepted jobs (sendq.go)
 	chains *chainSet
 
 	keys []apikey.Key // parsed cfg.APIKeys (the first chain's Server)
@@ -182,6 +183,7 @@ func New(ctx context.Context, cfg Config) (*Server, error) {
 			queues:    ch.Queues.OrDefault(),
 			chains:    all,
 		}
+		s.sendq = newSendQueue(enqueuer, s.queues.Send, cfg.Log)
 		s.contractReg = jobs.NewContracts(cfg.Redis, ch.Prefix)
 		s.contracts = newContractCache(s.contractReg)
 		all.list = append(all.list, s)
@@ -207,6 +209,9 @@ func (s *Server) Handler() http.Handler { return s.echo }
 func (s *Server) Close() error {
 	if s.ui != nil {
 		s.ui.close()
+	}
+	for _, c := range s.chains.list {
+		c.sendq.close()
 	}
 	return errors.Join(s.enqueuer.Close(), s.monitor.Close())
 }
@@ -449,17 +454,11 @@ func (s *Server) createJob(c echo.Context) (err error) {
 	return c.JSON(http.StatusAccepted, job)
 }
 
-// enqueue puts the job's send task on the queue. The job is already durable,
-// so a failure here is logged, not returned: the sweeper enqueues any queued
-// job whose task is missing.
-func (s *Server) enqueue(ctx context.Context, id string) {
-	t, opts, err := tasks.NewSendTask(s.queues.Send, id)
-	if err == nil {
-		_, err = s.enqueuer.EnqueueContext(ctx, t, opts...)
-	}
-	if err != nil && !errors.Is(err, asynq.ErrTaskIDConflict) {
-		s.log.Warn("enqueue failed; the sweeper will retry", "job_id", id, "err", err)
-	}
+// enqueue hands the job to the workers, in the next batch task (sendq.go).
+// The job is already durable, so a failed enqueue is logged, not returned:
+// the sweeper enqueues any queued job whose task is missing.
+func (s *Server) enqueue(_ context.Context, id string) {
+	s.sendq.add(id)
 }
 
 func (s *Server) knownSigner(ctx context.Context, a common.Address) (bool, error) {

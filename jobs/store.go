@@ -243,6 +243,30 @@ func (s *Store) GetMany(ctx context.Context, ids []string) ([]*Job, error) {
 	return out, nil
 }
 
+// Versions reads each job's version in one pipeline: its updated_at,
+// which every write of its status, fields, attempts or history renews
+// (transitionScript), so an unchanged version means an unchanged record
+// (but for its webhook delivery state and its "from" before a nonce is
+// bound). A missing job's version is "".
+func (s *Store) Versions(ctx context.Context, ids []string) ([]string, error) {
+	pipe := s.rdb.Pipeline()
+	cmds := make([]*redis.StringCmd, len(ids))
+	for i, id := range ids {
+		cmds[i] = pipe.HGet(ctx, s.jobKey(id), "updated_at")
+	}
+	if _, err := pipe.Exec(ctx); err != nil && !errors.Is(err, redis.Nil) {
+		return nil, fmt.Errorf("job versions: %w", err)
+	}
+	out := make([]string, len(ids))
+	for i, c := range cmds {
+		out[i] = c.Val()
+	}
+	return out, nil
+}
+
+// Version is a loaded job's version (see Versions).
+func (j *Job) Version() string { return j.UpdatedAt.Format(time.RFC3339Nano) }
+
 func decode(h map[string]string, hist, att []string) (*Job, error) {
 	j := &Job{
 		ID:                h["id"],

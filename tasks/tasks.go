@@ -58,28 +58,67 @@ func (q Queues) OrDefault() Queues {
 // is durable in Redis either way and the sweeper can enqueue it again.
 const SendMaxRetry = 200
 
-// SendPayload is the payload of a TypeSend task.
+// SendPayload is the payload of a TypeSend task: one job (JobID), or a
+// batch of jobs the API accepted together (JobIDs). Exactly one is set.
 type SendPayload struct {
-	JobID string `json:"job_id"`
+	JobID  string   `json:"job_id,omitempty"`
+	JobIDs []string `json:"job_ids,omitempty"`
 }
+
+// IDs is the payload's jobs.
+func (p SendPayload) IDs() []string {
+	if p.JobID != "" {
+		return []string{p.JobID}
+	}
+	return p.JobIDs
+}
+
+// MaxSendBatch bounds the jobs of one batch task.
+const MaxSendBatch = 256
 
 // NewSendTask builds the send task of a job, on queue (QueueSend when
 // empty). The job id is also the Asynq TaskID, so enqueueing it twice is
 // refused by Asynq (ErrTaskIDConflict), which the caller treats as
 // "already queued".
 func NewSendTask(queue, jobID string) (*asynq.Task, []asynq.Option, error) {
-	if queue == "" {
-		queue = QueueSend
-	}
 	if jobID == "" {
 		return nil, nil, fmt.Errorf("new send task: empty job id")
 	}
-	b, err := json.Marshal(SendPayload{JobID: jobID})
+	return newSendTask(queue, jobID, SendPayload{JobID: jobID})
+}
+
+// NewSendBatchTask builds one send task for the jobs ids, on queue
+// (QueueSend when empty): the API's way to hand over the jobs it accepted
+// together at one Asynq enqueue, dequeue and acknowledgement for all (an
+// Asynq task costs about 20 Redis commands). Its TaskID is "batch:" and
+// the first job's id, unique since a job is put in one batch only. The
+// worker gives a job of the batch that must be tried again a task of its
+// own (NewSendTask), so one job's retries never hold up its neighbours.
+func NewSendBatchTask(queue string, ids []string) (*asynq.Task, []asynq.Option, error) {
+	if len(ids) == 0 || len(ids) > MaxSendBatch {
+		return nil, nil, fmt.Errorf("new send batch task: %d jobs (1..%d)", len(ids), MaxSendBatch)
+	}
+	for _, id := range ids {
+		if id == "" {
+			return nil, nil, fmt.Errorf("new send batch task: empty job id")
+		}
+	}
+	if len(ids) == 1 {
+		return NewSendTask(queue, ids[0])
+	}
+	return newSendTask(queue, "batch:"+ids[0], SendPayload{JobIDs: ids})
+}
+
+func newSendTask(queue, taskID string, p SendPayload) (*asynq.Task, []asynq.Option, error) {
+	if queue == "" {
+		queue = QueueSend
+	}
+	b, err := json.Marshal(p)
 	if err != nil {
 		return nil, nil, fmt.Errorf("new send task: %w", err)
 	}
 	opts := []asynq.Option{
-		asynq.TaskID(jobID),
+		asynq.TaskID(taskID),
 		asynq.Queue(queue),
 		asynq.MaxRetry(SendMaxRetry),
 		asynq.Timeout(2 * time.Minute),
@@ -93,8 +132,18 @@ func ParseSendPayload(b []byte) (SendPayload, error) {
 	if err := json.Unmarshal(b, &p); err != nil {
 		return p, fmt.Errorf("parse send payload: %w", err)
 	}
-	if p.JobID == "" {
+	switch {
+	case p.JobID == "" && len(p.JobIDs) == 0:
 		return p, fmt.Errorf("parse send payload: no job id")
+	case p.JobID != "" && len(p.JobIDs) > 0:
+		return p, fmt.Errorf("parse send payload: both job_id and job_ids")
+	case len(p.JobIDs) > MaxSendBatch:
+		return p, fmt.Errorf("parse send payload: %d job ids (at most %d)", len(p.JobIDs), MaxSendBatch)
+	}
+	for _, id := range p.JobIDs {
+		if id == "" {
+			return p, fmt.Errorf("parse send payload: empty job id")
+		}
 	}
 	return p, nil
 }

@@ -71,7 +71,7 @@ func retryDelay(now time.Time, n int, err error, t *asynq.Task) time.Duration {
 		// at once, an outage of minutes is polled every 30 s.
 		d := 500 * time.Millisecond
 		if pl, perr := tasks.ParseSendPayload(t.Payload()); perr == nil {
-			if created, ok := jobs.CreatedAt(pl.JobID); ok {
+			if created, ok := jobs.CreatedAt(pl.IDs()[0]); ok {
 				d = max(d, now.Sub(created)/10)
 			}
 		}

@@ -28,6 +28,9 @@ func (w *Worker) HandleSendTask(ctx context.Context, t *asynq.Task) error {
 	if err != nil {
 		return fmt.Errorf("%w: %w", err, asynq.SkipRetry)
 	}
+	if len(p.JobIDs) > 0 {
+		return w.sendMany(ctx, p.JobIDs)
+	}
 	err = w.Send(ctx, p.JobID)
 	// Tasks are enqueued with tasks.SendMaxRetry; a smaller configured
 	// budget ends the task here, and handleTaskError fails its job.
@@ -58,6 +61,11 @@ func (w *Worker) Send(ctx context.Context, id string) error {
 	if err != nil {
 		return fmt.Errorf("send %s: %w", id, err)
 	}
+	return w.sendJob(ctx, j)
+}
+
+// sendJob is Send of a job just loaded.
+func (w *Worker) sendJob(ctx context.Context, j *jobs.Job) error {
 	switch j.Status {
 	case jobs.Queued:
 		if j.Expired(w.now()) {

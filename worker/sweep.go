@@ -136,7 +136,7 @@ func (w *Worker) RecoverOrphans(ctx context.Context) (int, error) {
 			continue
 		}
 		if p, err := tasks.ParseSendPayload(t.Payload); err == nil {
-			ids = append(ids, p.JobID)
+			ids = append(ids, p.IDs()...)
 		}
 	}
 	if len(ids) == 0 {

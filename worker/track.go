@@ -41,6 +41,7 @@ type Tracker struct {
 	memo     *lane.Memo
 
 	absent map[string]int // job id → ticks in a row its bound record could not be read
+	cache  jobCache       // the records read at earlier ticks (load)
 
 	scanned         uint64 // the last block whose receipts were read whole (scanBlocks)
 	noBlockReceipts bool   // the node does not serve eth_getBlockReceipts
@@ -53,6 +54,7 @@ func NewTracker(w *Worker, a *Account) *Tracker {
 		lease:  NewLease(w.cfg.Redis, a.Nonces.KeyTag()+"tracker", 5*w.cfg.PollInterval+2*time.Second),
 		memo:   lane.NewMemo(),
 		absent: map[string]int{},
+		cache:  jobCache{},
 	}
 }
 
@@ -137,7 +139,7 @@ func (t *Tracker) Tick(ctx context.Context) error {
 	for i, f := range inflight {
 		ids[i] = f.JobID
 	}
-	js, err := t.w.store.GetMany(ctx, ids)
+	js, err := t.load(ctx, ids)
 	if err != nil {
 		return err
 	}
@@ -390,8 +392,17 @@ func (t *Tracker) act(ctx context.Context, head uint64, records map[string]*jobs
 		sem <- struct{}{}
 		go func() {
 			defer func() { <-sem; wg.Done() }()
-			for _, a := range perJob[id] {
-				if err := t.record(ctx, records[id], receipts, a); err != nil {
+			as := perJob[id]
+			for k := 0; k < len(as); k++ {
+				var err error
+				if mm, f, ok := minedAndFinal(as[k:]); ok {
+					// Mined and decided at once: one write.
+					err = t.mineAndFinalize(ctx, records[id], receipts[mm.Receipt.TxHash], mm, f)
+					k++
+				} else {
+					err = t.record(ctx, records[id], receipts, as[k])
+				}
+				if err != nil {
 					mu.Lock()
 					errs = append(errs, err)
 					mu.Unlock()
@@ -437,6 +448,16 @@ func (t *Tracker) markMined(ctx context.Context, j *jobs.Job, r *types.Receipt, 
 	if r == nil {
 		return nil
 	}
+	st := minedStep(r, a)
+	if err := t.w.store.TransitionIf(ctx, j.ID, jobs.Submitted, jobs.Mined, st.Note, st.Fields, nil); err != nil {
+		return err
+	}
+	t.minedDone(j, r, a)
+	return nil
+}
+
+// minedStep is the change to mined that r makes.
+func minedStep(r *types.Receipt, a lane.MarkMined) jobs.PathStep {
 	fields := jobs.Fields{
 		"tx_hash", r.TxHash.Hex(),
 		"block_number", r.BlockNumber.Uint64(),
@@ -454,19 +475,59 @@ func (t *Tracker) markMined(ctx context.Context, j *jobs.Job, r *types.Receipt, 
 	case r.Status != types.ReceiptStatusSuccessful:
 		note = "reverted on chain"
 	}
-	if err := t.w.store.TransitionIf(ctx, j.ID, jobs.Submitted, jobs.Mined, note, fields, nil); err != nil {
-		return err
-	}
+	return jobs.PathStep{To: jobs.Mined, Note: note, Fields: fields}
+}
+
+// minedDone updates j, the metrics and the log once j is mined.
+func (t *Tracker) minedDone(j *jobs.Job, r *types.Receipt, a lane.MarkMined) {
 	bn, st := r.BlockNumber.Uint64(), r.Status
 	j.Status, j.TxHash, j.BlockNumber, j.BlockHash, j.ReceiptStatus = jobs.Mined, r.TxHash.Hex(), &bn, r.BlockHash.Hex(), &st
 	t.w.cfg.Metrics.Stage(metrics.StageMined, j.CreatedAt)
 	t.w.log.Info("mined", "job_id", j.ID, "kind", a.Kind, "tx_hash", r.TxHash.Hex(), "block", r.BlockNumber.Uint64(), "status", r.Status)
+}
+
+// minedAndFinal reports whether as begins with a job's MarkMined followed
+// by its Finalize.
+func minedAndFinal(as []lane.Action) (lane.MarkMined, lane.Finalize, bool) {
+	if len(as) < 2 {
+		return lane.MarkMined{}, lane.Finalize{}, false
+	}
+	mm, ok1 := as[0].(lane.MarkMined)
+	f, ok2 := as[1].(lane.Finalize)
+	return mm, f, ok1 && ok2 && mm.ID == f.ID
+}
+
+// mineAndFinalize is markMined and finalize in one write, for a job whose
+// receipt is deep enough for its verdict at the tick that finds it (with
+// confirmations 1, every job): the same changes, history and webhook
+// events, in one script.
+func (t *Tracker) mineAndFinalize(ctx context.Context, j *jobs.Job, r *types.Receipt, a lane.MarkMined, f lane.Finalize) error {
+	if r == nil {
+		return nil
+	}
+	mined := minedStep(r, a)
+	final := t.finalStep(ctx, j, f)
+	if err := t.w.store.TransitionPath(ctx, j.ID, jobs.Submitted, []jobs.PathStep{mined, final}); err != nil {
+		return err
+	}
+	t.minedDone(j, r, a)
+	t.finalDone(j, f)
 	return nil
 }
 
 // finalize gives a job its verdict, now that the chain has decided.
 func (t *Tracker) finalize(ctx context.Context, j *jobs.Job, f lane.Finalize) error {
 	from := j.Status
+	st := t.finalStep(ctx, j, f)
+	if err := t.w.store.TransitionIf(ctx, j.ID, from, f.To, st.Note, st.Fields, nil); err != nil {
+		return err
+	}
+	t.finalDone(j, f)
+	return nil
+}
+
+// finalStep is the change that gives j its verdict.
+func (t *Tracker) finalStep(ctx context.Context, j *jobs.Job, f lane.Finalize) jobs.PathStep {
 	var fields jobs.Fields
 	note := ""
 	switch {
@@ -495,16 +556,17 @@ func (t *Tracker) finalize(ctx context.Context, j *jobs.Job, f lane.Finalize) er
 	case f.To == jobs.Cancelled && f.Receipt == nil:
 		note = "cancelled: the job's nonce was used by a transaction that is not relayq's"
 	}
-	if err := t.w.store.TransitionIf(ctx, j.ID, from, f.To, note, fields, nil); err != nil {
-		return err
-	}
+	return jobs.PathStep{To: f.To, Note: note, Fields: fields}
+}
+
+// finalDone updates j, the metrics and the log once j has its verdict.
+func (t *Tracker) finalDone(j *jobs.Job, f lane.Finalize) {
 	j.Status = f.To
 	t.w.cfg.Metrics.Finished(f.To, len(j.Attempts), nil)
 	if f.To == jobs.Confirmed {
 		t.w.cfg.Metrics.Stage(metrics.StageConfirmed, j.CreatedAt)
 	}
 	t.w.log.Info("final", "job_id", j.ID, "status", f.To, "code", f.Code, "tx_hash", j.TxHash)
-	return nil
 }
 
 // sendAction carries out an action that signs or sends. A job whose

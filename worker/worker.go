@@ -304,7 +304,10 @@ func (w *Worker) handleTaskError(ctx context.Context, t *asynq.Task, err error) 
 		return
 	}
 	p, perr := tasks.ParseSendPayload(t.Payload())
-	if perr != nil {
+	if perr != nil || p.JobID == "" {
+		// A batch task fails only when it could not hand its jobs their
+		// own tasks (sendMany): they are queued, and the sweeper finds
+		// them.
 		return
 	}
 	// Only a job that never got a transaction may fail here: one that is
