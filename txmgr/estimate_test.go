@@ -99,4 +99,3 @@ func selector(sig string) []byte { return crypto.Keccak256([]byte(sig))[:4] }
 func addCall(n int64) []byte {
 	return append(selector("add(uint256)"), common.LeftPadBytes(big.NewInt(n).Bytes(), 32)...)
 }
-
