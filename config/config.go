@@ -195,10 +195,10 @@ func envChain(getenv func(string) string, errs *[]error) Chain {
 	}
 }
 
-// EnvChain is the environment's chain with every setting at its default
+// defaultEnvChain is the environment's chain with every setting at its default
 // and no node or signers: what FromEnv builds from an environment that
 // sets none of the chain-level variables.
-func EnvChain() Chain {
+func defaultEnvChain() Chain {
 	return envChain(func(string) string { return "" }, new([]error))
 }
 
@@ -237,7 +237,7 @@ func (c Config) Check(role Role) error {
 	}
 	chains := c.Chains
 	if len(chains) == 0 && c.ConfigFile == "" {
-		chains = []Chain{EnvChain()}
+		chains = []Chain{defaultEnvChain()}
 	}
 	checkChains(chains, c.ConfigFile, role, bad)
 	if role&RoleAPI != 0 {
