@@ -254,6 +254,9 @@ func TestEnvChainDataOfBefore(t *testing.T) {
 	for _, k := range ks {
 		require.False(t, strings.HasPrefix(k, "relayq:c"), "key %s: the environment's chain keeps its un-namespaced keys", k)
 	}
+	next, err := rdb.Get(ctx, "relayq:{31337:"+f.Signer+"}:next").Result()
+	require.NoError(t, err)
+	require.Equal(t, "6", next, "the signer's allocator is the fixture's key, moved on")
 	j, err := old.Get(ctx, fresh.ID)
 	require.NoError(t, err, "the new job is under the historical prefix")
 	require.Equal(t, jobs.Confirmed, j.Status)
