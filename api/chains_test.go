@@ -563,7 +563,8 @@ func TestOneChainSelector(t *testing.T) {
 }
 
 // Two chains may not share a name or a chain id, and a name may not be
-// another chain's id: a number must always mean one chain.
+// another chain's id: a number must always mean one chain. An API of no
+// chain is refused too: there is no other place a chain is described.
 func TestChainsMustBeDistinct(t *testing.T) {
 	t.Parallel()
 	b := setup(t)
@@ -573,6 +574,7 @@ func TestChainsMustBeDistinct(t *testing.T) {
 		"same id":              {{Name: "a", Node: &chainNode{Node: b.cfg.Chains[0].Node, id: 1}}, {Name: "b", Node: &chainNode{Node: b.cfg.Chains[0].Node, id: 1}}},
 		"name is another's id": {{Name: "a", Node: &chainNode{Node: b.cfg.Chains[0].Node, id: 1}}, {Name: "1", Node: &chainNode{Node: b.cfg.Chains[0].Node, id: 2}}},
 		"empty name":           {{Name: "", Node: &chainNode{Node: b.cfg.Chains[0].Node, id: 1}}},
+		"no chains":            nil,
 	} {
 		cfg := b.cfg
 		cfg.Chains = chains
