@@ -219,7 +219,7 @@ func (s *Server) newJob(call *call, owner string) *jobs.Job {
 		Data:          hexutil.Encode(call.Data),
 		Value:         call.Value.String(),
 		GasLimit:      call.GasLimit,
-		Confirmations: s.cfg.Confirmations,
+		Confirmations: s.chain.Confirmations,
 		Metadata:      call.Metadata,
 		WebhookURL:    call.WebhookURL,
 		Deadline:      call.Deadline,

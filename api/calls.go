@@ -275,14 +275,14 @@ func (s *Server) call(c echo.Context) error {
 		if blk.tag == blockFinalized {
 			tag = rpc.FinalizedBlockNumber
 		}
-		h, err := s.cfg.Node.HeaderByNumber(ctx, big.NewInt(int64(tag)))
+		h, err := s.chain.Node.HeaderByNumber(ctx, big.NewInt(int64(tag)))
 		if err != nil {
 			return s.nodeFailure(err, "read the "+blk.tag+" block")
 		}
 		n := h.Number.Uint64()
 		number, at = &n, new(big.Int).SetUint64(n)
 	default:
-		head, err := s.reads.currentHead(ctx, s.cfg.Node, false, started)
+		head, err := s.reads.currentHead(ctx, s.chain.Node, false, started)
 		if err != nil {
 			return s.nodeFailure(err, "read the head block")
 		}
@@ -290,7 +290,7 @@ func (s *Server) call(c echo.Context) error {
 		if blk.tag == "" {
 			n = blk.number
 			if n > head { // the cached head may be a block behind
-				if head, err = s.reads.currentHead(ctx, s.cfg.Node, true, started); err != nil {
+				if head, err = s.reads.currentHead(ctx, s.chain.Node, true, started); err != nil {
 					return s.nodeFailure(err, "read the head block")
 				}
 				if n > head {
@@ -314,7 +314,7 @@ func (s *Server) call(c echo.Context) error {
 		out, hit = s.reads.lookup(key)
 	}
 	if !hit {
-		raw, err := s.cfg.Node.CallContract(ctx, msg, at)
+		raw, err := s.chain.Node.CallContract(ctx, msg, at)
 		if err != nil && !callAnswered(err) {
 			return s.nodeFailure(err, "eth_call")
 		}

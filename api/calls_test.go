@@ -49,9 +49,7 @@ func setupChain(t *testing.T, opts ...func(*Config)) *chainBundle {
 	node, err := txmgr.Dial(ctx, cb.proxy.URL(), 2*time.Second)
 	require.NoError(t, err)
 	t.Cleanup(node.Close)
-	cfg := b.cfg
-	cfg.Node = node
-	b.srv, err = New(ctx, cfg)
+	b.srv, err = New(ctx, withNode(b.cfg, node))
 	require.NoError(t, err)
 	t.Cleanup(func() { b.srv.Close() })
 	b.http = httptest.NewServer(b.srv.Handler())

@@ -17,8 +17,8 @@ import (
 	"github.com/relayq/relayq/tasks"
 )
 
-// DefaultChainName names the chain of an API given no Chains (as the
-// environment's one chain is named in config).
+// DefaultChainName names the one chain of a deployment configured by the
+// environment (config.DefaultChainName).
 const DefaultChainName = "default"
 
 // Chain is one chain the API serves: its jobs, queues and registries live

@@ -100,10 +100,11 @@ func setupTwoChains(t *testing.T, opts ...func(*Config)) *twoChains {
 	t.Helper()
 	tc := &twoChains{}
 	b := setup(t, append([]func(*Config){func(c *Config) {
-		tc.nodeA, tc.nodeB = &chainNode{Node: c.Node, id: idA}, &chainNode{Node: c.Node, id: idB}
+		one := c.Chains[0]
+		tc.nodeA, tc.nodeB = &chainNode{Node: one.Node, id: idA}, &chainNode{Node: one.Node, id: idB}
 		c.Chains = []Chain{
-			{Name: "a", Prefix: prefixA, Queues: queuesA, Node: tc.nodeA, Signers: c.Signers},
-			{Name: "b", Prefix: prefixB, Queues: queuesB, Node: tc.nodeB, Signers: c.Signers, Confirmations: 3},
+			{Name: "a", Prefix: prefixA, Queues: queuesA, Node: tc.nodeA, Signers: one.Signers},
+			{Name: "b", Prefix: prefixB, Queues: queuesB, Node: tc.nodeB, Signers: one.Signers, Confirmations: 3},
 		}
 	}}, opts...)...)
 	tc.bundle = b
@@ -562,16 +563,18 @@ func TestOneChainSelector(t *testing.T) {
 }
 
 // Two chains may not share a name or a chain id, and a name may not be
-// another chain's id: a number must always mean one chain.
+// another chain's id: a number must always mean one chain. An API of no
+// chain is refused too: there is no other place a chain is described.
 func TestChainsMustBeDistinct(t *testing.T) {
 	t.Parallel()
 	b := setup(t)
 	ctx := context.Background()
 	for name, chains := range map[string][]Chain{
-		"same name":            {{Name: "a", Node: &chainNode{Node: b.cfg.Node, id: 1}}, {Name: "a", Node: &chainNode{Node: b.cfg.Node, id: 2}}},
-		"same id":              {{Name: "a", Node: &chainNode{Node: b.cfg.Node, id: 1}}, {Name: "b", Node: &chainNode{Node: b.cfg.Node, id: 1}}},
-		"name is another's id": {{Name: "a", Node: &chainNode{Node: b.cfg.Node, id: 1}}, {Name: "1", Node: &chainNode{Node: b.cfg.Node, id: 2}}},
-		"empty name":           {{Name: "", Node: &chainNode{Node: b.cfg.Node, id: 1}}},
+		"same name":            {{Name: "a", Node: &chainNode{Node: b.cfg.Chains[0].Node, id: 1}}, {Name: "a", Node: &chainNode{Node: b.cfg.Chains[0].Node, id: 2}}},
+		"same id":              {{Name: "a", Node: &chainNode{Node: b.cfg.Chains[0].Node, id: 1}}, {Name: "b", Node: &chainNode{Node: b.cfg.Chains[0].Node, id: 1}}},
+		"name is another's id": {{Name: "a", Node: &chainNode{Node: b.cfg.Chains[0].Node, id: 1}}, {Name: "1", Node: &chainNode{Node: b.cfg.Chains[0].Node, id: 2}}},
+		"empty name":           {{Name: "", Node: &chainNode{Node: b.cfg.Chains[0].Node, id: 1}}},
+		"no chains":            nil,
 	} {
 		cfg := b.cfg
 		cfg.Chains = chains

@@ -11,6 +11,7 @@ import (
 	"math/big"
 	"net/http"
 	"net/http/httptest"
+	"slices"
 	"strings"
 	"sync"
 	"testing"
@@ -65,8 +66,8 @@ func setup(t *testing.T, opts ...func(*Config)) *bundle {
 	b.chain = chain
 	b.signer = crypto.PubkeyToAddress(chain.Keys()[0].PublicKey)
 	b.cfg = Config{
-		Redis: b.rdb, RedisConnOpt: asynq.RedisClientOpt{Addr: b.redis.Addr()}, Prefix: "relayq:",
-		Node: chain.Client(), APIKeys: []string{testKey}, Signers: []common.Address{b.signer}, Confirmations: 1,
+		Redis: b.rdb, RedisConnOpt: asynq.RedisClientOpt{Addr: b.redis.Addr()}, APIKeys: []string{testKey},
+		Chains:  []Chain{{Name: DefaultChainName, Prefix: "relayq:", Node: chain.Client(), Signers: []common.Address{b.signer}, Confirmations: 1}},
 		Log:     slog.New(slog.NewJSONHandler(b.logs, &slog.HandlerOptions{Level: slog.LevelDebug})),
 		Metrics: metrics.New(),
 	}
@@ -82,6 +83,14 @@ func setup(t *testing.T, opts ...func(*Config)) *bundle {
 	t.Cleanup(b.http.Close)
 	b.store = jobs.NewStore(b.rdb, "relayq:")
 	return b
+}
+
+// withNode is c with its one chain's node replaced: a copy, so that the
+// bundle's own Config keeps its node.
+func withNode(c Config, n Node) Config {
+	c.Chains = slices.Clone(c.Chains)
+	c.Chains[0].Node = n
+	return c
 }
 
 // response is an API answer.
@@ -309,7 +318,7 @@ func TestRequestDeadline(t *testing.T) {
 	t.Parallel()
 	b := setup(t, func(c *Config) {
 		c.RequestTimeout = 200 * time.Millisecond
-		c.Node = slowNode{c.Node}
+		c.Chains[0].Node = slowNode{c.Chains[0].Node}
 	})
 	for _, rq := range []struct{ method, path string }{
 		{http.MethodGet, "/v1/signers"},

@@ -129,8 +129,8 @@ func TestNodeURLSecretReachesNoAnswer(t *testing.T) {
 	node, err := txmgr.Dial(ctx, url, 2*time.Second)
 	require.NoError(t, err)
 	t.Cleanup(node.Close)
-	cfg := cb.cfg
-	cfg.Node, cfg.ErrorABI = node, nil
+	cfg := withNode(cb.cfg, node)
+	cfg.ErrorABI = nil
 	srv, err := New(ctx, cfg)
 	require.NoError(t, err)
 	t.Cleanup(func() { srv.Close() })

@@ -46,17 +46,13 @@ type Node interface {
 
 // Config holds what the API needs.
 type Config struct {
-	Redis         redis.UniversalClient
-	RedisConnOpt  asynq.RedisConnOpt // for the monitor, which opens its own connections
-	Prefix        string
-	Node          Node
-	APIKeys       []string // RELAYQ_API_KEYS entries (apikey.Parse); empty: no auth
-	Signers       []common.Address
-	Confirmations uint64
-	MonitorWrite  bool
-	BodyLimit     string
-	Log           *slog.Logger
-	Metrics       *metrics.Metrics // served at /metrics (no auth unless MetricsAuth); nil: /metrics answers 404
+	Redis        redis.UniversalClient
+	RedisConnOpt asynq.RedisConnOpt // for the monitor, which opens its own connections
+	APIKeys      []string           // RELAYQ_API_KEYS entries (apikey.Parse); empty: no auth
+	MonitorWrite bool
+	BodyLimit    string
+	Log          *slog.Logger
+	Metrics      *metrics.Metrics // served at /metrics (no auth unless MetricsAuth); nil: /metrics answers 404
 	// MetricsAuth puts /metrics behind the API keys, like /v1.
 	MetricsAuth bool
 	// ProbeClock is the clock of the readiness probe's cache (time.Now
@@ -89,16 +85,17 @@ type Config struct {
 	ErrorABI       *abi.ABI
 	BatchBodyLimit string
 
-	// Chains are the chains the API serves, each with its own jobs, queues,
-	// contracts and node; requests name theirs with "chain" (chains.go).
-	// Empty: one chain, DefaultChainName, from Prefix, Node, Signers and
-	// Confirmations.
+	// Chains are the chains the API serves (at least one), each with its
+	// own jobs, queues, contracts, node and signers; requests name theirs
+	// with "chain" (chains.go). A deployment configured by the environment
+	// has one, named DefaultChainName.
 	Chains []Chain
 }
 
 // Server is the HTTP API.
 type Server struct {
 	cfg      Config
+	chain    Chain // the chain this Server serves (one of cfg.Chains)
 	echo     *echo.Echo
 	store    *jobs.Store
 	enqueuer *asynq.Client
@@ -144,7 +141,7 @@ func New(ctx context.Context, cfg Config) (*Server, error) {
 		cfg.RequestTimeout = DefaultRequestTimeout
 	}
 	if len(cfg.Chains) == 0 {
-		cfg.Chains = []Chain{{Name: DefaultChainName, Prefix: cfg.Prefix, Node: cfg.Node, Signers: cfg.Signers, Confirmations: cfg.Confirmations}}
+		return nil, errors.New("api: no chains to serve")
 	}
 	keys, err := apikey.Parse(cfg.APIKeys)
 	if err != nil {
@@ -168,10 +165,10 @@ func New(ctx context.Context, cfg Config) (*Server, error) {
 			return nil, fmt.Errorf("api: chain %q (%s) is empty or named twice", ch.Name, ids)
 		}
 		seen[ch.Name], seen[ids] = true, true
-		c := cfg
-		c.Prefix, c.Node, c.Signers, c.Confirmations = ch.Prefix, ch.Node, ch.Signers, max(ch.Confirmations, 1)
+		ch.Confirmations = max(ch.Confirmations, 1)
 		s := &Server{
-			cfg:       c,
+			cfg:       cfg,
+			chain:     ch,
 			store:     jobs.NewStore(cfg.Redis, ch.Prefix, cfg.StoreOptions...),
 			enqueuer:  enqueuer,
 			registry:  nonce.NewRegistry(cfg.Redis, ch.Prefix),
@@ -333,7 +330,7 @@ func (s *Server) ready(c echo.Context) error {
 	var wg sync.WaitGroup
 	for i, ch := range s.chains.list {
 		wg.Go(func() {
-			id, err := ch.readiness.Get(ctx, ch.cfg.Node.ChainID)
+			id, err := ch.readiness.Get(ctx, ch.chain.Node.ChainID)
 			if err == nil && id.Uint64() != ch.chainID {
 				// A mistyped URL answering for another chain is not this
 				// chain's node: reads and dry runs there would be wrong.
@@ -483,7 +480,7 @@ func (s *Server) signerSet(ctx context.Context, want *common.Address) (map[commo
 		return nil, apiError(CodeUnavailable, "could not read signers: %v", err)
 	}
 	set := map[common.Address]bool{}
-	for _, a := range s.cfg.Signers {
+	for _, a := range s.chain.Signers {
 		set[a] = true
 	}
 	for a, chain := range m {

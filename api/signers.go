@@ -43,16 +43,16 @@ func (s *Server) signerAddrs(ctx context.Context) ([]common.Address, error) {
 func (s *Server) signerView(ctx context.Context, addr common.Address) (signerView, error) {
 	ctx, cancel := context.WithTimeout(ctx, 5*time.Second)
 	defer cancel()
-	alloc := nonce.New(s.cfg.Redis, s.cfg.Prefix, s.chainID, addr)
+	alloc := nonce.New(s.cfg.Redis, s.chain.Prefix, s.chainID, addr)
 	v := signerView{Address: addr.Hex(), ChainID: s.chainID}
 	var err error
-	if v.Latest, err = s.cfg.Node.NonceAt(ctx, addr, nil); err != nil {
+	if v.Latest, err = s.chain.Node.NonceAt(ctx, addr, nil); err != nil {
 		return v, err
 	}
-	if v.Pending, err = s.cfg.Node.PendingNonceAt(ctx, addr); err != nil {
+	if v.Pending, err = s.chain.Node.PendingNonceAt(ctx, addr); err != nil {
 		return v, err
 	}
-	bal, err := s.cfg.Node.BalanceAt(ctx, addr, nil)
+	bal, err := s.chain.Node.BalanceAt(ctx, addr, nil)
 	if err != nil {
 		return v, err
 	}
@@ -105,11 +105,11 @@ func (s *Server) reconcileSigner(c echo.Context) error {
 	if !known {
 		return apiError(CodeNotFound, "no signer %s", addr.Hex())
 	}
-	pending, err := s.cfg.Node.PendingNonceAt(ctx, addr)
+	pending, err := s.chain.Node.PendingNonceAt(ctx, addr)
 	if err != nil {
 		return apiError(CodeUnavailable, "node: %v", err)
 	}
-	if _, err := nonce.New(s.cfg.Redis, s.cfg.Prefix, s.chainID, addr).Reconcile(ctx, pending); err != nil {
+	if _, err := nonce.New(s.cfg.Redis, s.chain.Prefix, s.chainID, addr).Reconcile(ctx, pending); err != nil {
 		return apiError(CodeUnavailable, "%v", err)
 	}
 	v, err := s.signerView(ctx, addr)

@@ -77,7 +77,7 @@ func (s *Server) simulate(ctx context.Context, c *call) *Error {
 	}
 	to := c.To
 	msg := ethereum.CallMsg{From: from, To: &to, Data: c.Data, Value: c.Value, Gas: c.GasLimit}
-	if _, err := s.cfg.Node.EstimateGas(ctx, msg); err != nil {
+	if _, err := s.chain.Node.EstimateGas(ctx, msg); err != nil {
 		return s.callFailure(err, "the dry run", c)
 	}
 	return nil
@@ -90,8 +90,8 @@ func (s *Server) simulationSender(ctx context.Context, c *call) (common.Address,
 	if c.From != nil {
 		return *c.From, nil
 	}
-	if len(s.cfg.Signers) > 0 {
-		return s.cfg.Signers[0], nil
+	if len(s.chain.Signers) > 0 {
+		return s.chain.Signers[0], nil
 	}
 	set, err := s.signerSet(ctx, nil)
 	if err != nil {

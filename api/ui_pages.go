@@ -419,7 +419,7 @@ func (s *Server) uiSigners(c echo.Context) error {
 func (s *Server) lane(ctx context.Context, v signerView) (uiLane, error) {
 	l := uiLane{Chain: s.name, signerView: v}
 	addr := common.HexToAddress(v.Address)
-	alloc := nonce.New(s.cfg.Redis, s.cfg.Prefix, s.chainID, addr)
+	alloc := nonce.New(s.cfg.Redis, s.chain.Prefix, s.chainID, addr)
 	inflight, err := alloc.All(ctx, 4*maxLaneCells)
 	if err != nil {
 		return l, fmt.Errorf("in-flight nonces of %s: %w", v.Address, err)

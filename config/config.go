@@ -11,7 +11,6 @@ import (
 	"net/url"
 	"os"
 	"regexp"
-	"slices"
 	"strconv"
 	"strings"
 	"time"
@@ -56,29 +55,22 @@ const (
 
 // Config is everything a relayq process reads from its environment.
 type Config struct {
-	RedisURL        string        // REDIS_URL
-	RPCURL          string        // RELAYQ_RPC_URL: one URL, or a comma-separated list, primary first (see RPCURLs)
-	PrivateKeys     []string      // RELAYQ_PRIVATE_KEYS, hex, comma-separated
-	Listen          string        // RELAYQ_LISTEN
-	PprofListen     string        // RELAYQ_PPROF_LISTEN: host:port serving net/http/pprof, for profiling ("": off)
-	MetricsListen   string        // RELAYQ_METRICS_LISTEN: host:port serving /metrics on its own ("": not served apart from the API)
-	APIKeys         []string      // RELAYQ_API_KEYS, comma-separated: name:key, name:key:admin, or a bare key (an admin named default); see apikey.Parse
-	InsecureNoAuth  bool          // RELAYQ_INSECURE_NO_AUTH=1
-	Confirmations   uint64        // RELAYQ_CONFIRMATIONS
-	Prefix          string        // RELAYQ_REDIS_PREFIX
-	Concurrency     int           // RELAYQ_WORKER_CONCURRENCY
-	PollInterval    time.Duration // RELAYQ_POLL_INTERVAL: how often trackers look for a new block
-	RPCTimeout      time.Duration // RELAYQ_RPC_TIMEOUT: deadline of one RPC call
-	SweepAfter      time.Duration // RELAYQ_SWEEP_AFTER: a queued job older than this without a task is re-enqueued
-	JobRetention    time.Duration // RELAYQ_JOB_RETENTION: a final job older than this is deleted (0: kept forever)
-	MaxRetries      int           // RELAYQ_MAX_RETRIES: failed runs of a send task before its job fails retries_exhausted
-	MaxFeePerGasWei uint64        // RELAYQ_MAX_FEE_GWEI, converted to wei: the fee cap ceiling
-	MonitorWrite    bool          // RELAYQ_MONITOR_WRITE=1 lets the monitor change tasks
-	MetricsAuth     bool          // RELAYQ_METRICS_AUTH=1 puts the API's /metrics behind the API keys
-	LogLevel        string        // RELAYQ_LOG_LEVEL: debug, info, warn, error
-	TestCrashAt     string        // RELAYQ_TEST_CRASH_AT: crash tests only (see worker.Config.CrashAt)
-	StuckBlocks     uint64        // RELAYQ_STUCK_BLOCKS: blocks a tx may wait unmined before a fee bump
-	BumpPercent     uint64        // RELAYQ_BUMP_PERCENT: fee increase of a replacement, at least 10
+	RedisURL       string        // REDIS_URL
+	Listen         string        // RELAYQ_LISTEN
+	PprofListen    string        // RELAYQ_PPROF_LISTEN: host:port serving net/http/pprof, for profiling ("": off)
+	MetricsListen  string        // RELAYQ_METRICS_LISTEN: host:port serving /metrics on its own ("": not served apart from the API)
+	APIKeys        []string      // RELAYQ_API_KEYS, comma-separated: name:key, name:key:admin, or a bare key (an admin named default); see apikey.Parse
+	InsecureNoAuth bool          // RELAYQ_INSECURE_NO_AUTH=1
+	Prefix         string        // RELAYQ_REDIS_PREFIX
+	Concurrency    int           // RELAYQ_WORKER_CONCURRENCY
+	RPCTimeout     time.Duration // RELAYQ_RPC_TIMEOUT: deadline of one RPC call
+	SweepAfter     time.Duration // RELAYQ_SWEEP_AFTER: a queued job older than this without a task is re-enqueued
+	JobRetention   time.Duration // RELAYQ_JOB_RETENTION: a final job older than this is deleted (0: kept forever)
+	MaxRetries     int           // RELAYQ_MAX_RETRIES: failed runs of a send task before its job fails retries_exhausted
+	MonitorWrite   bool          // RELAYQ_MONITOR_WRITE=1 lets the monitor change tasks
+	MetricsAuth    bool          // RELAYQ_METRICS_AUTH=1 puts the API's /metrics behind the API keys
+	LogLevel       string        // RELAYQ_LOG_LEVEL: debug, info, warn, error
+	TestCrashAt    string        // RELAYQ_TEST_CRASH_AT: crash tests only (see worker.Config.CrashAt)
 	// ShutdownTimeout (RELAYQ_SHUTDOWN_TIMEOUT) bounds a graceful stop: the
 	// process exits within it of SIGTERM or SIGINT (DrainTimeout of it goes
 	// to in-flight requests and task handlers, the rest to handing back).
@@ -105,30 +97,15 @@ type Config struct {
 	// (RELAYQ_REDIS_WAIT_TIMEOUT) bounds that wait. See docs/redis.md.
 	RedisMinReplicas int
 	RedisWaitTimeout time.Duration
-	// KeystoreFiles (RELAYQ_KEYSTORE_FILES, comma-separated) are keystore
-	// v3 key files, decrypted at start with the password from
-	// KeystorePasswordFile (RELAYQ_KEYSTORE_PASSWORD_FILE) or else
-	// KeystorePassword (RELAYQ_KEYSTORE_PASSWORD). They add to PrivateKeys.
-	KeystoreFiles        []string
-	KeystorePasswordFile string
-	KeystorePassword     string
-	// KMSKeyIDs (RELAYQ_KMS_KEY_IDS, comma-separated) are AWS KMS keys (key
-	// ids, ARNs or alias/…) of spec ECC_SECG_P256K1 that sign in KMS; the
-	// AWS SDK's standard chain gives their region, credentials and
-	// endpoint. They add to PrivateKeys and KeystoreFiles.
-	KMSKeyIDs []string
-	// SignerMaxInFlight (RELAYQ_SIGNER_MAX_IN_FLIGHT) is how many
-	// transactions one signer may have in flight before its jobs wait.
-	SignerMaxInFlight int
 
 	// ConfigFile (RELAYQ_CONFIG) is the path of a relayq.yaml that lists
 	// the chains to serve (docs/config.md); "" when the chain-level
-	// variables above describe the one chain. With a file, those variables
-	// must not be set, and the fields above are left empty (RPCURL, keys,
-	// keystore) or at their defaults: use Chains.
+	// variables (RELAYQ_RPC_URL, RELAYQ_PRIVATE_KEYS, ...) describe the one
+	// chain. With a file, those variables must not be set.
 	ConfigFile string
-	// Chains are the chains to serve: the file's, in its order (Namespaced),
-	// or else exactly one, EnvChain(), built from the chain-level fields.
+	// Chains are the chains to serve, the one description every reader
+	// uses: the file's, in its order (Namespaced), or else exactly one,
+	// named DefaultChainName, built from the chain-level variables.
 	Chains []Chain
 }
 
@@ -136,32 +113,6 @@ type Config struct {
 // and task handlers get to finish; the rest is left for putting unfinished
 // tasks back on the queue and closing connections.
 func (c Config) DrainTimeout() time.Duration { return c.ShutdownTimeout * 2 / 3 }
-
-// RPCURLs returns RELAYQ_RPC_URL's comma-separated endpoints, primary
-// first; all of them must serve the same chain.
-func (c Config) RPCURLs() []string { return list(c.RPCURL) }
-
-// EnvChain is the one chain the chain-level fields (RELAYQ_RPC_URL,
-// RELAYQ_PRIVATE_KEYS, ...) describe: named DefaultChainName, chain id read
-// from the node (0), with the historical un-namespaced Redis keys and
-// queues. FromEnv puts it in Chains when RELAYQ_CONFIG is not set.
-func (c Config) EnvChain() Chain {
-	return Chain{
-		Name:                 DefaultChainName,
-		RPCURLs:              c.RPCURLs(),
-		Confirmations:        c.Confirmations,
-		MaxFeePerGasWei:      c.MaxFeePerGasWei,
-		BumpPercent:          c.BumpPercent,
-		StuckBlocks:          c.StuckBlocks,
-		PollInterval:         c.PollInterval,
-		PrivateKeys:          slices.Clone(c.PrivateKeys),
-		KeystoreFiles:        slices.Clone(c.KeystoreFiles),
-		KeystorePasswordFile: c.KeystorePasswordFile,
-		KeystorePassword:     c.KeystorePassword,
-		KMSKeyIDs:            slices.Clone(c.KMSKeyIDs),
-		SignerMaxInFlight:    c.SignerMaxInFlight,
-	}
-}
 
 // FromEnv reads the configuration through getenv (os.Getenv in main, a map
 // in tests), and the relayq.yaml that RELAYQ_CONFIG names, if any. It
@@ -202,39 +153,53 @@ func FromEnv(getenv func(string) string) (Config, error) {
 	c.RedisWaitTimeout = durVar(getenv, "RELAYQ_REDIS_WAIT_TIMEOUT", DefaultRedisWaitTimeout, &errs)
 
 	// The chain-level variables: the one chain, unless a file lists them.
+	// They are read either way, so that ignoredShellVars (cmd/relayq) sees
+	// every name FromEnv reads.
 	var chainErrs []error
-	c.RPCURL = strings.TrimSpace(getenv("RELAYQ_RPC_URL"))
-	c.PrivateKeys = list(getenv("RELAYQ_PRIVATE_KEYS"))
-	c.Confirmations = uintVar(getenv, "RELAYQ_CONFIRMATIONS", DefaultConfirmations, &chainErrs)
-	c.MaxFeePerGasWei = gweiToWei(uintVar(getenv, "RELAYQ_MAX_FEE_GWEI", DefaultMaxFeeGwei, &chainErrs))
-	c.StuckBlocks = uintVar(getenv, "RELAYQ_STUCK_BLOCKS", DefaultStuckBlocks, &chainErrs)
-	c.BumpPercent = uintVar(getenv, "RELAYQ_BUMP_PERCENT", DefaultBumpPercent, &chainErrs)
-	c.PollInterval = durVar(getenv, "RELAYQ_POLL_INTERVAL", DefaultPollInterval, &chainErrs)
-	c.KeystoreFiles = list(getenv("RELAYQ_KEYSTORE_FILES"))
-	c.KeystorePasswordFile = strings.TrimSpace(getenv("RELAYQ_KEYSTORE_PASSWORD_FILE"))
-	c.KeystorePassword = getenv("RELAYQ_KEYSTORE_PASSWORD")
-	c.KMSKeyIDs = list(getenv("RELAYQ_KMS_KEY_IDS"))
-	c.SignerMaxInFlight = int(min(uintVar(getenv, "RELAYQ_SIGNER_MAX_IN_FLIGHT", DefaultSignerMaxInFlight, &chainErrs), 1_000_000))
+	env := envChain(getenv, &chainErrs)
 
 	c.ConfigFile = strings.TrimSpace(getenv(ConfigFileVar))
 	if c.ConfigFile == "" {
 		errs = append(errs, chainErrs...)
-		c.Chains = []Chain{c.EnvChain()}
+		c.Chains = []Chain{env}
 		return c, errors.Join(errs...)
 	}
 	// With a file, a chain-level variable set is an error of its own
-	// (whatever its value), and the chain-level fields are left empty or
-	// at their defaults.
-	c.RPCURL, c.PrivateKeys, c.KeystoreFiles, c.KeystorePasswordFile, c.KeystorePassword = "", nil, nil, "", ""
-	c.KMSKeyIDs = nil
-	c.Confirmations, c.MaxFeePerGasWei = DefaultConfirmations, gweiToWei(DefaultMaxFeeGwei)
-	c.StuckBlocks, c.BumpPercent, c.PollInterval = DefaultStuckBlocks, DefaultBumpPercent, DefaultPollInterval
-	c.SignerMaxInFlight = DefaultSignerMaxInFlight
+	// (whatever its value).
 	chains, used, ferrs := readChainsFile(c.ConfigFile, getenv)
 	c.Chains = chains
 	errs = append(errs, ferrs...)
 	errs = append(errs, envConflicts(getenv, c.ConfigFile, used)...)
 	return c, errors.Join(errs...)
+}
+
+// envChain is the one chain the chain-level variables (RELAYQ_RPC_URL,
+// RELAYQ_PRIVATE_KEYS, ...) describe: named DefaultChainName, chain id read
+// from the node (0), not Namespaced, so it keeps relayq's historical Redis
+// keys and queues. errs collects the variables it could not parse.
+func envChain(getenv func(string) string, errs *[]error) Chain {
+	return Chain{
+		Name:                 DefaultChainName,
+		RPCURLs:              list(getenv(setRPCURLs.env)),
+		PrivateKeys:          list(getenv(setPrivateKeys.env)),
+		Confirmations:        uintVar(getenv, setConfirmations.env, DefaultConfirmations, errs),
+		MaxFeePerGasWei:      gweiToWei(uintVar(getenv, setMaxFee.env, DefaultMaxFeeGwei, errs)),
+		StuckBlocks:          uintVar(getenv, setStuckBlocks.env, DefaultStuckBlocks, errs),
+		BumpPercent:          uintVar(getenv, setBumpPercent.env, DefaultBumpPercent, errs),
+		PollInterval:         durVar(getenv, setPollInterval.env, DefaultPollInterval, errs),
+		KeystoreFiles:        list(getenv(setKeystoreFiles.env)),
+		KeystorePasswordFile: strings.TrimSpace(getenv(setKeystorePWFile.env)),
+		KeystorePassword:     getenv(setKeystorePassword.env),
+		KMSKeyIDs:            list(getenv(setKMSKeyIDs.env)),
+		SignerMaxInFlight:    int(min(uintVar(getenv, setSignerMaxInFlight.env, DefaultSignerMaxInFlight, errs), 1_000_000)),
+	}
+}
+
+// defaultEnvChain is the environment's chain with every setting at its default
+// and no node or signers: what FromEnv builds from an environment that
+// sets none of the chain-level variables.
+func defaultEnvChain() Chain {
+	return envChain(func(string) string { return "" }, new([]error))
 }
 
 // gweiToWei converts a fee ceiling in gwei; one out of 1..1000000 becomes
@@ -260,7 +225,7 @@ const (
 // naming its variable, or for a relayq.yaml chain its place in the file
 // ("RELAYQ_CONFIG chains[1] (sepolia).fees.bump_percent"). It checks every
 // chain in Chains; a Config with no Chains and no ConfigFile (one built by
-// hand) has its chain-level fields checked as EnvChain.
+// hand) is checked as if the environment set no chain-level variable.
 func (c Config) Check(role Role) error {
 	var errs []error
 	bad := func(name, format string, args ...any) {
@@ -272,7 +237,7 @@ func (c Config) Check(role Role) error {
 	}
 	chains := c.Chains
 	if len(chains) == 0 && c.ConfigFile == "" {
-		chains = []Chain{c.EnvChain()}
+		chains = []Chain{defaultEnvChain()}
 	}
 	checkChains(chains, c.ConfigFile, role, bad)
 	if role&RoleAPI != 0 {

@@ -15,10 +15,13 @@ func TestDefaults(t *testing.T) {
 	require.NoError(t, err)
 	require.Equal(t, DefaultRedisURL, c.RedisURL)
 	require.Equal(t, DefaultListen, c.Listen)
-	require.Equal(t, uint64(1), c.Confirmations)
-	require.Equal(t, []string{"k1", "k2"}, c.PrivateKeys)
-	require.Equal(t, time.Second, c.PollInterval)
-	require.Equal(t, uint64(500e9), c.MaxFeePerGasWei)
+	require.Len(t, c.Chains, 1)
+	ch := c.Chains[0]
+	require.Equal(t, DefaultChainName, ch.Name)
+	require.Equal(t, uint64(1), ch.Confirmations)
+	require.Equal(t, []string{"k1", "k2"}, ch.PrivateKeys)
+	require.Equal(t, time.Second, ch.PollInterval)
+	require.Equal(t, uint64(500e9), ch.MaxFeePerGasWei)
 	require.NoError(t, c.Check(RoleServe))
 }
 

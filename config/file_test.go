@@ -75,9 +75,6 @@ func TestFileTwoChains(t *testing.T) {
 	}, c.Chains)
 	require.NoError(t, c.Check(RoleServe))
 	require.Equal(t, "relayq:c8453:", c.Chains[1].KeyPrefix(c.Prefix))
-	// The chain-level fields are not the file's: they are left empty.
-	require.Empty(t, c.RPCURL)
-	require.Empty(t, c.PrivateKeys)
 }
 
 func TestFilePollInterval(t *testing.T) {
@@ -309,4 +306,52 @@ func stubKeystoreFile(t *testing.T) string {
 	key := filepath.Join(t.TempDir(), "key.json")
 	require.NoError(t, os.WriteFile(key, []byte("{}"), 0o600))
 	return key
+}
+
+// The environment shortcut and a one-chain file give the same Chain: every
+// setting lands in the same field. They differ only where the shortcut is
+// historical (name default, chain id from the node, un-namespaced keys)
+// and where the file names a variable instead of holding a value.
+func TestEnvChainMatchesFileChain(t *testing.T) {
+	t.Parallel()
+	ks, pw := stubKeystoreFile(t), stubKeystoreFile(t)
+	fromEnv, err := FromEnv(env(map[string]string{
+		"RELAYQ_RPC_URL":                "http://a:8545, http://b:8545",
+		"RELAYQ_CONFIRMATIONS":          "4",
+		"RELAYQ_POLL_INTERVAL":          "250ms",
+		"RELAYQ_MAX_FEE_GWEI":           "70",
+		"RELAYQ_BUMP_PERCENT":           "25",
+		"RELAYQ_STUCK_BLOCKS":           "6",
+		"RELAYQ_PRIVATE_KEYS":           key1 + "," + key2,
+		"RELAYQ_KEYSTORE_FILES":         ks,
+		"RELAYQ_KEYSTORE_PASSWORD_FILE": pw,
+		"RELAYQ_KMS_KEY_IDS":            "alias/a",
+		"RELAYQ_SIGNER_MAX_IN_FLIGHT":   "9",
+	}))
+	require.NoError(t, err)
+	require.NoError(t, fromEnv.Check(RoleWorker))
+	path := writeFile(t, fmt.Sprintf(`
+chains:
+  - name: one
+    chain_id: 5
+    rpc_urls: [http://a:8545, http://b:8545]
+    confirmations: 4
+    poll_interval: 250ms
+    fees: {max_fee_gwei: 70, bump_percent: 25, stuck_after_blocks: 6}
+    signers:
+      private_keys_env: ONE_KEYS
+      keystore_files: [%s]
+      keystore_password_file: %s
+      kms_key_ids: [alias/a]
+      max_in_flight: 9
+`, ks, pw))
+	fromFile, err := FromEnv(env(map[string]string{"RELAYQ_CONFIG": path, "ONE_KEYS": key1 + "," + key2}))
+	require.NoError(t, err)
+	require.NoError(t, fromFile.Check(RoleWorker))
+	require.Len(t, fromEnv.Chains, 1)
+	require.Len(t, fromFile.Chains, 1)
+	want := fromFile.Chains[0]
+	want.Name, want.ChainID, want.Namespaced, want.PrivateKeysEnv = DefaultChainName, 0, false, ""
+	require.Equal(t, want, fromEnv.Chains[0])
+	require.Equal(t, "relayq:", fromEnv.Chains[0].KeyPrefix(fromEnv.Prefix), "the shortcut keeps the historical keys")
 }

@@ -50,5 +50,5 @@ func TestKeystoreSettings(t *testing.T) {
 	}
 	c, err := FromEnv(env(base(nil)))
 	require.NoError(t, err)
-	require.Equal(t, DefaultSignerMaxInFlight, c.SignerMaxInFlight)
+	require.Equal(t, DefaultSignerMaxInFlight, c.Chains[0].SignerMaxInFlight)
 }

@@ -36,7 +36,7 @@ func TestKMSKeySettings(t *testing.T) {
 			}
 			c, err := FromEnv(env(m))
 			require.NoError(t, err)
-			require.Equal(t, c.KMSKeyIDs, c.Chains[0].KMSKeyIDs, "the environment's chain carries them")
+			require.Equal(t, list(m["RELAYQ_KMS_KEY_IDS"]), c.Chains[0].KMSKeyIDs, "the environment's chain carries them")
 			err = c.Check(RoleWorker)
 			if tc.want == "" {
 				require.NoError(t, err)

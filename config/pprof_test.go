@@ -65,7 +65,7 @@ func TestRPCURLList(t *testing.T) {
 		require.NoError(t, err, v)
 		if want == "" {
 			require.NoError(t, c.Check(RoleWorker), v)
-			require.Len(t, c.RPCURLs(), 2, v)
+			require.Len(t, c.Chains[0].RPCURLs, 2, v)
 		} else {
 			require.ErrorContains(t, c.Check(RoleWorker), want, v)
 		}

@@ -18,16 +18,6 @@ import (
 	"github.com/relayq/relayq/worker"
 )
 
-// chainsOf is the chains a process serves, as FromEnv lists them: the
-// relayq.yaml's, or the one the environment describes (also for a Config
-// built without FromEnv, as Check does).
-func chainsOf(cfg config.Config) []config.Chain {
-	if len(cfg.Chains) == 0 {
-		return []config.Chain{cfg.EnvChain()}
-	}
-	return cfg.Chains
-}
-
 // servedChain is one chain as serve runs it.
 type servedChain struct {
 	cfg     config.Chain
@@ -44,7 +34,7 @@ type servedChain struct {
 // on m. The nodes of the chains it returns must be closed, also on error.
 func startChains(ctx context.Context, cfg config.Config, rdb redis.UniversalClient, m *metrics.Metrics, log *slog.Logger) ([]*servedChain, error) {
 	var out []*servedChain
-	for _, ch := range chainsOf(cfg) {
+	for _, ch := range cfg.Chains {
 		// The environment's chain keeps the historical queues and
 		// unlabelled gauges; a file chain has its own, named for it.
 		where, queues, observe, label := "RELAYQ_RPC_URL", tasks.DefaultQueues, m.RPC, ""

@@ -40,7 +40,7 @@ func runHealthcheck(ctx context.Context, args []string, getenv func(string) stri
 	if err != nil {
 		return fmt.Errorf("healthcheck: %w", err)
 	}
-	chains := chainsOf(cfg)
+	chains := cfg.Chains
 	for _, ch := range chains {
 		if len(ch.RPCURLs) == 0 {
 			return fmt.Errorf("healthcheck: chain %s has no RPC URL (RELAYQ_RPC_URL or rpc_urls in RELAYQ_CONFIG)", ch.Name)

@@ -112,7 +112,7 @@ func serve(ctx context.Context, role config.Role, cfg config.Config, log *slog.L
 	// Asynq's own loops) may hold one at once, unless the URL says pool_size.
 	// Each chain adds its handlers, its webhook handlers, its trackers and
 	// Asynq's loops.
-	rdb := conn.Client((cfg.Concurrency + 48) * len(chainsOf(cfg)))
+	rdb := conn.Client((cfg.Concurrency + 48) * len(cfg.Chains))
 	// On a cluster all of the deployment's keys share one hash tag.
 	cfg.Prefix = conn.KeyPrefix(cfg.Prefix)
 	// Checked by config.Check; the error names entries by position only.

@@ -51,8 +51,9 @@ func newMetricsStack(t *testing.T, opts stackOptions) (*stack, *metrics.Metrics)
 	require.NoError(t, err)
 	require.NoError(t, m.WatchCluster(metrics.Cluster{Redis: s.rdb, Prefix: "relayq:", ChainID: chainID.Uint64(), Node: s.node, Log: testLogger(t)}))
 	srv, err := api.New(ctx, api.Config{
-		Redis: s.rdb, RedisConnOpt: asynq.RedisClientOpt{Addr: s.redis.Addr()}, Prefix: "relayq:",
-		Node: s.node, APIKeys: []string{testAPIKey}, Confirmations: 1, Log: testLogger(t), Metrics: m,
+		Redis: s.rdb, RedisConnOpt: asynq.RedisClientOpt{Addr: s.redis.Addr()}, APIKeys: []string{testAPIKey},
+		Chains: []api.Chain{{Name: api.DefaultChainName, Prefix: "relayq:", Node: s.node, Confirmations: 1}},
+		Log:    testLogger(t), Metrics: m,
 	})
 	require.NoError(t, err)
 	t.Cleanup(func() { srv.Close() })

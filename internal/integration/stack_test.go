@@ -122,8 +122,9 @@ func newStack(t *testing.T, opts stackOptions) *stack {
 		s.runWorker()
 	}
 	srv, err := api.New(ctx, api.Config{
-		Redis: s.rdb, RedisConnOpt: asynq.RedisClientOpt{Addr: s.redis.Addr()}, Prefix: "relayq:",
-		Node: s.node, APIKeys: []string{testAPIKey}, Confirmations: 1, Log: log, Metrics: opts.metrics,
+		Redis: s.rdb, RedisConnOpt: asynq.RedisClientOpt{Addr: s.redis.Addr()}, APIKeys: []string{testAPIKey},
+		Chains: []api.Chain{{Name: api.DefaultChainName, Prefix: "relayq:", Node: s.node, Confirmations: 1}},
+		Log:    log, Metrics: opts.metrics,
 	})
 	require.NoError(t, err)
 	t.Cleanup(func() { srv.Close() })

@@ -54,8 +54,9 @@ func newHookStack(t *testing.T, o hookOptions) *stack {
 func hookAPI(t *testing.T, s *stack, secret string, allow []netip.Prefix) {
 	t.Helper()
 	srv, err := api.New(context.Background(), api.Config{
-		Redis: s.rdb, RedisConnOpt: asynq.RedisClientOpt{Addr: s.redis.Addr()}, Prefix: "relayq:",
-		Node: s.node, APIKeys: []string{testAPIKey}, Confirmations: 1, Log: testLogger(t),
+		Redis: s.rdb, RedisConnOpt: asynq.RedisClientOpt{Addr: s.redis.Addr()}, APIKeys: []string{testAPIKey},
+		Chains:        []api.Chain{{Name: api.DefaultChainName, Prefix: "relayq:", Node: s.node, Confirmations: 1}},
+		Log:           testLogger(t),
 		WebhookSecret: secret, WebhookAllow: allow,
 	})
 	require.NoError(t, err)
