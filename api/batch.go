@@ -126,13 +126,13 @@ func (s *Server) createBatch(c echo.Context) (err error) {
 			Message: fmt.Sprintf("Idempotency-Key was used for a batch with a different request (its job %d is %s)", mismatch.Index, mismatch.PrevID)}
 	case errors.Is(err, jobs.ErrNotReplicated):
 		// The jobs stand on the primary and will run if they survive.
-		s.enqueueMany(ctx, out)
+		s.enqueueMany(ctx, out, created)
 		return apiError(CodeNotReplicated, "the %d jobs are stored on the Redis primary but not yet on enough replicas (%v); "+
 			"send the same batch with the same Idempotency-Key again to get them once they are", len(out), err)
 	case err != nil:
 		return apiError(CodeUnavailable, "could not store the jobs: %v", err)
 	}
-	s.enqueueMany(ctx, out)
+	s.enqueueMany(ctx, out, created)
 	items := make([]batchItem, len(out))
 	status := http.StatusOK // every job was there already: a replay
 	for i, j := range out {
@@ -234,11 +234,13 @@ func (s *Server) newJob(call *call, owner string) *jobs.Job {
 	return j
 }
 
-// enqueueMany hands every queued job of a batch request to the workers.
-func (s *Server) enqueueMany(ctx context.Context, js []*jobs.Job) {
-	for _, j := range js {
+// enqueueMany hands every queued job of a batch request to the workers:
+// the new ones in batch tasks, the replayed ones each in its own (see
+// enqueue).
+func (s *Server) enqueueMany(ctx context.Context, js []*jobs.Job, created []bool) {
+	for i, j := range js {
 		if j != nil && j.Status == jobs.Queued {
-			s.enqueue(ctx, j.ID)
+			s.enqueue(ctx, j.ID, i < len(created) && created[i])
 		}
 	}
 }

@@ -282,6 +282,7 @@ func TestMonitorIsReadOnly(t *testing.T) {
 	for _, write := range []bool{false, true} {
 		b := setup(t, func(c *Config) { c.MonitorWrite = write })
 		require.Equal(t, http.StatusAccepted, b.do(http.MethodPost, "/v1/jobs", `{"to":"`+testCounter+`"}`).Status)
+		b.queued() // the job's batch task is on the queue (sendq.go): the queue exists
 		r := b.do(http.MethodPost, "/monitor/api/queues/"+tasks.QueueSend+":pause", "")
 		insp := asynq.NewInspectorFromRedisClient(b.rdb)
 		q, err := insp.GetQueueInfo(tasks.QueueSend)

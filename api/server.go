@@ -432,7 +432,7 @@ func (s *Server) createJob(c echo.Context) (err error) {
 		// The job stands on the primary and will run if it survives;
 		// its task goes on the queue like any other's.
 		if job.Status == jobs.Queued {
-			s.enqueue(ctx, job.ID)
+			s.enqueue(ctx, job.ID, created)
 		}
 		return apiError(CodeNotReplicated, "job %s is stored on the Redis primary but not yet on enough replicas (%v); "+
 			"send the same request with the same Idempotency-Key again to get it once it is", job.ID, err)
@@ -441,7 +441,7 @@ func (s *Server) createJob(c echo.Context) (err error) {
 		return apiError(CodeUnavailable, "could not store the job: %v", err)
 	}
 	if job.Status == jobs.Queued {
-		s.enqueue(ctx, job.ID)
+		s.enqueue(ctx, job.ID, created)
 	}
 	c.Set(jobIDKey, job.ID)
 	c.Response().Header().Set(echo.HeaderLocation, "/v1/jobs/"+job.ID)
@@ -451,11 +451,26 @@ func (s *Server) createJob(c echo.Context) (err error) {
 	return c.JSON(http.StatusAccepted, job)
 }
 
-// enqueue hands the job to the workers, in the next batch task (sendq.go).
-// The job is already durable, so a failed enqueue is logged, not returned:
-// the sweeper enqueues any queued job whose task is missing.
-func (s *Server) enqueue(_ context.Context, id string) {
-	s.sendq.add(id)
+// enqueue hands a queued job to the workers. A job this request created
+// joins the next batch task (sendq.go). A replayed one (the same
+// Idempotency-Key again, perhaps because the first answer was lost) gets a
+// task of its own, whose TaskID is the job's id, as before batching: if
+// the first enqueue was lost this one runs it, and if not Asynq refuses it
+// as a duplicate. The job is already durable, so a failed enqueue is
+// logged, not returned: the sweeper enqueues any queued job whose task is
+// missing.
+func (s *Server) enqueue(ctx context.Context, id string, created bool) {
+	if created {
+		s.sendq.add(id)
+		return
+	}
+	t, opts, err := tasks.NewSendTask(s.queues.Send, id)
+	if err == nil {
+		_, err = s.enqueuer.EnqueueContext(ctx, t, opts...)
+	}
+	if err != nil && !errors.Is(err, asynq.ErrTaskIDConflict) {
+		s.log.Warn("enqueue failed; the sweeper will retry", "job_id", id, "err", err)
+	}
 }
 
 func (s *Server) knownSigner(ctx context.Context, a common.Address) (bool, error) {

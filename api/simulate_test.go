@@ -4,6 +4,7 @@ import (
 	"context"
 	"net/http"
 	"testing"
+	"time"
 
 	"github.com/hibiken/asynq"
 	"github.com/stretchr/testify/require"
@@ -12,14 +13,40 @@ import (
 	"github.com/relayq/relayq/tasks"
 )
 
-// queued is how many send tasks wait in the queue.
+// queued counts the distinct job ids the send queue's tasks carry (a
+// batch task carries many; a replayed request adds a job's own task). The API enqueues new jobs in batches a little after it
+// answers (sendq.go), so it waits until the count has held still for
+// 100 ms.
 func (b *bundle) queued() int {
 	b.t.Helper()
-	q, err := asynq.NewInspectorFromRedisClient(b.rdb).GetQueueInfo(tasks.QueueSend)
-	if err != nil { // no queue yet: nothing was ever enqueued
-		return 0
+	insp := asynq.NewInspectorFromRedisClient(b.rdb)
+	count := func() int {
+		seen := map[string]bool{}
+		for _, list := range []func(string, ...asynq.ListOption) ([]*asynq.TaskInfo, error){insp.ListPendingTasks, insp.ListScheduledTasks} {
+			ts, err := list(tasks.QueueSend, asynq.PageSize(100000))
+			if err != nil { // no queue yet: nothing was ever enqueued
+				continue
+			}
+			for _, ti := range ts {
+				p, err := tasks.ParseSendPayload(ti.Payload)
+				require.NoError(b.t, err)
+				for _, id := range p.IDs() {
+					seen[id] = true
+				}
+			}
+		}
+		return len(seen)
 	}
-	return q.Size
+	last, same := count(), 0
+	for deadline := time.Now().Add(5 * time.Second); same < 5 && time.Now().Before(deadline); {
+		time.Sleep(20 * time.Millisecond)
+		if n := count(); n == last {
+			same++
+		} else {
+			last, same = n, 0
+		}
+	}
+	return last
 }
 
 // A dry run that reverts is 422 reverted with the decoded reason, and
