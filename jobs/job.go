@@ -16,7 +16,14 @@ type Job struct {
 	ChainID           uint64          `json:"chain_id"`
 	APIKey            string          `json:"api_key,omitempty"` // the name (never the key) of the API key that created it; see Store.ListOwned
 	From              string          `json:"from,omitempty"`
-	To                string          `json:"to"`
+	To                string          `json:"to"` // "" for a deployment: null in JSON (MarshalJSON)
+	// ContractAddress is where a deployment (a job without To) creates its
+	// contract: predicted from From and Nonce (crypto.CreateAddress) while
+	// the job waits to be mined, so it follows a re-sign at another nonce;
+	// from the receipt once mined. Absent when the mined transaction
+	// created nothing (a reverted constructor, a no-op in its place) and
+	// on a failed or cancelled job.
+	ContractAddress string `json:"contract_address,omitempty"`
 	Function          string          `json:"function,omitempty"`
 	Args              json.RawMessage `json:"args,omitempty"`
 	Data              string          `json:"data"`
@@ -61,6 +68,22 @@ type Job struct {
 	Raw string `json:"-"`
 	// BodyHash identifies the request body for idempotency checks.
 	BodyHash string `json:"-"`
+}
+
+// Deployment reports whether j creates a contract: it has no To.
+func (j *Job) Deployment() bool { return j.To == "" }
+
+// MarshalJSON is the job's JSON with "to" null for a deployment.
+func (j Job) MarshalJSON() ([]byte, error) {
+	type plain Job // without this method
+	var to *string
+	if j.To != "" {
+		to = &j.To
+	}
+	return json.Marshal(struct {
+		*plain
+		To *string `json:"to"`
+	}{(*plain)(&j), to})
 }
 
 // WebhookState is how the delivery of a job's webhook events is going: two

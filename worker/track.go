@@ -418,7 +418,7 @@ func (t *Tracker) record(ctx context.Context, j *jobs.Job, receipts map[common.H
 	case lane.StepBack:
 		t.w.log.Warn("reorg: block of mined job left the canonical chain", "job_id", j.ID, "block_hash", a.BlockHash.Hex())
 		err := t.w.store.TransitionIf(ctx, j.ID, jobs.Mined, jobs.Submitted, "reorg: block "+a.BlockHash.Hex()+" no longer canonical",
-			jobs.Fields{"block_number", "", "block_hash", "", "gas_used", "", "effective_gas_price", "", "receipt_status", ""}, nil)
+			jobs.Fields{"block_number", "", "block_hash", "", "gas_used", "", "effective_gas_price", "", "receipt_status", "", "contract_address", ""}, nil)
 		j.Status = jobs.Submitted
 		return err
 	case lane.Finalize:
@@ -445,6 +445,12 @@ func (t *Tracker) markMined(ctx context.Context, j *jobs.Job, r *types.Receipt, 
 		"effective_gas_price", bigString(r.EffectiveGasPrice),
 		"receipt_status", r.Status,
 	}
+	// A deployment's contract exists only if the creation succeeded; a
+	// no-op mined in its place has no contract address.
+	created := j.Deployment() && r.Status == types.ReceiptStatusSuccessful && r.ContractAddress != (common.Address{})
+	if created {
+		fields = append(fields, "contract_address", r.ContractAddress.Hex())
+	}
 	note := ""
 	switch {
 	case a.Kind == jobs.KindCancel:
@@ -459,6 +465,9 @@ func (t *Tracker) markMined(ctx context.Context, j *jobs.Job, r *types.Receipt, 
 	}
 	bn, st := r.BlockNumber.Uint64(), r.Status
 	j.Status, j.TxHash, j.BlockNumber, j.BlockHash, j.ReceiptStatus = jobs.Mined, r.TxHash.Hex(), &bn, r.BlockHash.Hex(), &st
+	if created {
+		j.ContractAddress = r.ContractAddress.Hex()
+	}
 	t.w.cfg.Metrics.Stage(metrics.StageMined, j.CreatedAt)
 	t.w.log.Info("mined", "job_id", j.ID, "kind", a.Kind, "tx_hash", r.TxHash.Hex(), "block", r.BlockNumber.Uint64(), "status", r.Status)
 	return nil
@@ -475,7 +484,7 @@ func (t *Tracker) finalize(ctx context.Context, j *jobs.Job, f lane.Finalize) er
 		if call, err := jobCall(j, t.a.Signer.Address()); err == nil && f.Receipt != nil {
 			// The call is the same in every attempt; replay it on the state
 			// before its block to read why it reverted.
-			tx := types.NewTx(&types.DynamicFeeTx{To: &call.To, Value: call.Value, Data: call.Data, Gas: j.Gas})
+			tx := types.NewTx(&types.DynamicFeeTx{To: call.Target(), Value: call.Value, Data: call.Data, Gas: j.Gas})
 			data, cerr := txmgr.ReplayRevert(ctx, t.w.cfg.Backend, tx, t.a.Signer.Address(), new(big.Int).SetUint64(f.Receipt.Block))
 			if len(data) > 0 {
 				jerr = t.w.revertErrorAt(ctx, jobs.ErrCodeRevertedOnChain, cerr, j.To)
