@@ -11,19 +11,19 @@ import (
 // Job is one request to execute a contract call, and everything relayq
 // learned while doing it. Its JSON form is what the API returns.
 type Job struct {
-	ID                string          `json:"id"`
-	Status            Status          `json:"status"`
-	ChainID           uint64          `json:"chain_id"`
-	APIKey            string          `json:"api_key,omitempty"` // the name (never the key) of the API key that created it; see Store.ListOwned
-	From              string          `json:"from,omitempty"`
-	To                string          `json:"to"` // "" for a deployment: null in JSON (MarshalJSON)
+	ID      string `json:"id"`
+	Status  Status `json:"status"`
+	ChainID uint64 `json:"chain_id"`
+	APIKey  string `json:"api_key,omitempty"` // the name (never the key) of the API key that created it; see Store.ListOwned
+	From    string `json:"from,omitempty"`
+	To      string `json:"to"` // "" for a deployment: null in JSON (MarshalJSON)
 	// ContractAddress is where a deployment (a job without To) creates its
 	// contract: predicted from From and Nonce (crypto.CreateAddress) while
 	// the job waits to be mined, so it follows a re-sign at another nonce;
 	// from the receipt once mined. Absent when the mined transaction
 	// created nothing (a reverted constructor, a no-op in its place) and
 	// on a failed or cancelled job.
-	ContractAddress string `json:"contract_address,omitempty"`
+	ContractAddress   string          `json:"contract_address,omitempty"`
 	Function          string          `json:"function,omitempty"`
 	Args              json.RawMessage `json:"args,omitempty"`
 	Data              string          `json:"data"`
