@@ -1,6 +1,7 @@
 package api
 
 import (
+	"context"
 	"encoding/json"
 	"math/big"
 	"net/http"
@@ -8,10 +9,12 @@ import (
 	"testing"
 
 	"github.com/ethereum/go-ethereum/common/hexutil"
+	"github.com/ethereum/go-ethereum/crypto"
 	"github.com/stretchr/testify/require"
 
 	"github.com/relayq/relayq/calldata"
 	"github.com/relayq/relayq/internal/devchain/contract"
+	"github.com/relayq/relayq/jobs"
 )
 
 var (
@@ -178,4 +181,30 @@ func TestDeploymentDryRun(t *testing.T) {
 	require.Equal(t, http.StatusAccepted, r.Status, string(r.Body))
 	require.Equal(t, estimates+1, cb.proxy.Calls("eth_estimateGas"))
 	require.Equal(t, 1, cb.queued())
+}
+
+// A deployment's answers fit the document's closed schemas at every
+// shape: queued with "to" null, with a predicted contract_address, and
+// confirmed with the receipt's; in a list too.
+func TestOpenAPIDeploymentsMatch(t *testing.T) {
+	t.Parallel()
+	b := setup(t)
+	s := loadSpec(t)
+	check := s.checker(t, b.do)
+	ctx := context.Background()
+	j := check("POST", "/v1/jobs", "/v1/jobs", tallyBody(`["5","five"]`), 202).job(t)
+	check("POST", "/v1/jobs", "/v1/jobs", `{"data":"0x","bytecode":"0x60"}`, 400)
+
+	require.NoError(t, b.store.Update(ctx, j.ID, jobs.Queued, jobs.Fields{"from", b.signer.Hex(), "nonce", 3}, nil))
+	r := check("GET", "/v1/jobs/{id}", "/v1/jobs/"+j.ID, "", 200)
+	require.Equal(t, crypto.CreateAddress(b.signer, 3).Hex(), r.job(t).ContractAddress)
+
+	require.NoError(t, b.store.TransitionIf(ctx, j.ID, jobs.Queued, jobs.Submitted, "", jobs.Fields{"tx_hash", "0x" + strings.Repeat("ab", 32)}, nil))
+	require.NoError(t, b.store.TransitionIf(ctx, j.ID, jobs.Submitted, jobs.Mined, "", jobs.Fields{
+		"block_number", 9, "block_hash", "0x" + strings.Repeat("cd", 32), "gas_used", 300000, "effective_gas_price", "1000",
+		"receipt_status", 1, "contract_address", crypto.CreateAddress(b.signer, 3).Hex()}, nil))
+	require.NoError(t, b.store.TransitionIf(ctx, j.ID, jobs.Mined, jobs.Confirmed, "", nil, nil))
+	r = check("GET", "/v1/jobs/{id}", "/v1/jobs/"+j.ID, "", 200)
+	require.Equal(t, crypto.CreateAddress(b.signer, 3).Hex(), r.job(t).ContractAddress)
+	check("GET", "/v1/jobs", "/v1/jobs", "", 200)
 }
