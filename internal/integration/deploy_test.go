@@ -187,3 +187,55 @@ func TestDeploymentReSignedAtANewNonce(t *testing.T) {
 	t.Cleanup(ec.Close)
 	require.Equal(t, uint64(7), tallyCount(t, ec, want), "the contract is where the job says")
 }
+
+// A stuck deployment is replaced with bumped fees at its nonce; the bump is
+// still a creation (no recipient), and the contract is where the job says.
+func TestStuckDeploymentIsBumped(t *testing.T) {
+	t.Parallel()
+	s := newStack(t, stackOptions{anvilArgs: []string{"--no-mining"}})
+	j := s.submit(tallyDeploy(`["1","one"]`, ""))
+	s.waitFor("submitted", nil, status(jobs.Submitted), j.ID)
+	got, _ := s.store.Get(context.Background(), j.ID)
+	high := new(big.Int).Mul(parseWei(t, got.Attempts[0].GasFeeCap), big.NewInt(20))
+	spike := func() {
+		s.anvil.RPC(t, "anvil_setNextBlockBaseFeePerGas", hexutil.EncodeBig(high))
+		s.anvil.RPC(t, "evm_mine")
+	}
+	done := s.waitFor("mined after a bump", spike, func(j jobs.Job) bool { return j.Status == jobs.Confirmed || j.Status == jobs.Mined }, j.ID)
+	require.Equal(t, jobs.KindBump, done.Attempts[len(done.Attempts)-1].Kind, "kinds %v", kinds(done))
+
+	ec, err := ethclient.Dial(s.anvil.URL())
+	require.NoError(t, err)
+	t.Cleanup(ec.Close)
+	tx, _, err := ec.TransactionByHash(context.Background(), common.HexToHash(done.TxHash))
+	require.NoError(t, err)
+	require.Nil(t, tx.To(), "the bump is a creation too")
+	require.Equal(t, crypto.CreateAddress(s.signer, *done.Nonce).Hex(), done.ContractAddress)
+	require.Equal(t, uint64(1), tallyCount(t, ec, common.HexToAddress(done.ContractAddress)))
+}
+
+// A cancelled deployment is replaced by a 0-value self-send at its nonce:
+// nothing is created, and the job has no contract_address.
+func TestCancelledDeploymentCreatesNothing(t *testing.T) {
+	t.Parallel()
+	s := newStack(t, stackOptions{anvilArgs: []string{"--no-mining"}, noWorkerRun: true})
+	ctx := context.Background()
+	j := s.submit(`{"data":"` + hexutil.Encode(contract.Bytecode) + `"}`)
+	require.NoError(t, s.worker.Send(ctx, j.ID))
+	r := s.do(http.MethodPost, "/v1/jobs/"+j.ID+"/cancel", "")
+	require.Equal(t, http.StatusAccepted, r.Status, string(r.Body))
+	predicted := r.job(t).ContractAddress
+	require.Equal(t, crypto.CreateAddress(s.signer, 0).Hex(), predicted)
+	s.runWorker()
+	s.waitSent(s.waitFor("cancel sent", nil, func(j jobs.Job) bool { return len(j.Attempts) == 2 }, j.ID).Attempts[1].Hash)
+	done := s.waitFor("cancelled", s.mine, status(jobs.Cancelled), j.ID)
+	require.Equal(t, []string{jobs.KindOriginal, jobs.KindCancel}, kinds(done))
+	require.Empty(t, done.ContractAddress)
+
+	ec, err := ethclient.Dial(s.anvil.URL())
+	require.NoError(t, err)
+	t.Cleanup(ec.Close)
+	code, err := ec.CodeAt(ctx, common.HexToAddress(predicted), nil)
+	require.NoError(t, err)
+	require.Empty(t, code, "the contract was never created")
+}
