@@ -199,6 +199,14 @@ func TestOpenAPIDeploymentsMatch(t *testing.T) {
 	r := check("GET", "/v1/jobs/{id}", "/v1/jobs/"+j.ID, "", 200)
 	require.Equal(t, crypto.CreateAddress(b.signer, 3).Hex(), r.job(t).ContractAddress)
 
+	// The UI shows it as a deployment, at its address.
+	br := newBrowser(t, b.http.URL)
+	require.Equal(t, http.StatusSeeOther, br.login(testKey).Status)
+	p := br.get("/ui/jobs/" + j.ID)
+	require.Equal(t, http.StatusOK, p.Status)
+	require.Contains(t, p.Body, `deploy, constructor(uint256,string)`)
+	require.Contains(t, p.Body, `<code id="job-contract">`+crypto.CreateAddress(b.signer, 3).Hex()+`</code>`)
+
 	require.NoError(t, b.store.TransitionIf(ctx, j.ID, jobs.Queued, jobs.Submitted, "", jobs.Fields{"tx_hash", "0x" + strings.Repeat("ab", 32)}, nil))
 	require.NoError(t, b.store.TransitionIf(ctx, j.ID, jobs.Submitted, jobs.Mined, "", jobs.Fields{
 		"block_number", 9, "block_hash", "0x" + strings.Repeat("cd", 32), "gas_used", 300000, "effective_gas_price", "1000",
