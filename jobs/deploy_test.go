@@ -36,6 +36,15 @@ func TestDeploymentContractAddress(t *testing.T) {
 	require.Contains(t, m, "to")
 	require.Nil(t, m["to"], "a deployment has no recipient: to is null")
 	require.NotContains(t, m, "contract_address")
+	require.Regexp(t, `"chain_id":1,"to":null,"data":"0x6000"`, string(b), "keys keep their order")
+
+	// A "to":"" inside metadata stays as it is.
+	meta := newJob()
+	meta.To, meta.Data, meta.Metadata = "", "0x6000", json.RawMessage(`{"to":""}`)
+	b, err = json.Marshal(meta)
+	require.NoError(t, err)
+	require.Contains(t, string(b), `"to":null`)
+	require.Contains(t, string(b), `"metadata":{"to":""}`)
 
 	require.NoError(t, s.Update(ctx, j.ID, jobs.Queued, jobs.Fields{"from", from.Hex(), "nonce", 5}, nil))
 	got, err = s.Get(ctx, j.ID)

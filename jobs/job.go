@@ -4,6 +4,7 @@
 package jobs
 
 import (
+	"bytes"
 	"encoding/json"
 	"time"
 )
@@ -73,17 +74,17 @@ type Job struct {
 // Deployment reports whether j creates a contract: it has no To.
 func (j *Job) Deployment() bool { return j.To == "" }
 
-// MarshalJSON is the job's JSON with "to" null for a deployment.
+// MarshalJSON is the job's JSON with "to" null for a deployment. The
+// fields before "to" (id, status, chain_id, api_key, from) cannot hold
+// `,"to":""`, so its first occurrence is the field itself; keys keep
+// their order.
 func (j Job) MarshalJSON() ([]byte, error) {
 	type plain Job // without this method
-	var to *string
-	if j.To != "" {
-		to = &j.To
+	b, err := json.Marshal((*plain)(&j))
+	if err != nil || j.To != "" {
+		return b, err
 	}
-	return json.Marshal(struct {
-		*plain
-		To *string `json:"to"`
-	}{(*plain)(&j), to})
+	return bytes.Replace(b, []byte(`,"to":"",`), []byte(`,"to":null,`), 1), nil
 }
 
 // WebhookState is how the delivery of a job's webhook events is going: two
