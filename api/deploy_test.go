@@ -175,9 +175,14 @@ func TestDeploymentDryRun(t *testing.T) {
 		require.Equal(t, CodeReverted, e.Code, tc.name)
 		require.Equal(t, tc.reason, e.RevertReason, tc.name)
 	}
+	// In a batch, the dry run names the deployment that would fail.
+	r := cb.do(http.MethodPost, "/v1/jobs/batch", `{"jobs":[`+tallyBody(`["5","five"]`, `,"simulate":true`)+`,`+tallyBody(`["2000","big"]`, `,"simulate":true`)+`]}`)
+	require.Equal(t, http.StatusUnprocessableEntity, r.Status, string(r.Body))
+	require.Equal(t, "TooLarge(given: 2000, max: 1000)", revertErr(t, r).RevertReason)
+	require.Contains(t, string(r.Body), "jobs[1]")
 	require.Zero(t, cb.jobCount())
 	estimates := cb.proxy.Calls("eth_estimateGas")
-	r := cb.do(http.MethodPost, "/v1/jobs", tallyBody(`["5","five"]`, `,"simulate":true`))
+	r = cb.do(http.MethodPost, "/v1/jobs", tallyBody(`["5","five"]`, `,"simulate":true`))
 	require.Equal(t, http.StatusAccepted, r.Status, string(r.Body))
 	require.Equal(t, estimates+1, cb.proxy.Calls("eth_estimateGas"))
 	require.Equal(t, 1, cb.queued())
