@@ -228,6 +228,9 @@ func (s *Server) newJob(call *call, owner string) *jobs.Job {
 	if call.From != nil {
 		j.From = call.From.Hex()
 	}
+	if call.Deploy {
+		j.To = "" // no recipient: the worker signs a contract creation
+	}
 	if call.Confirmations != nil {
 		j.Confirmations = *call.Confirmations
 	}

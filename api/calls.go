@@ -249,6 +249,9 @@ func (s *Server) call(c echo.Context) error {
 	if e != nil {
 		return e
 	}
+	if call.Deploy {
+		return invalid("missing_field", "to", "to is required: a read calls a deployed contract (deploy with POST /v1/jobs)")
+	}
 	var method *abi.Method
 	if call.Function != "" {
 		m, err := calldata.ParseSignature(call.Function)

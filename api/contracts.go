@@ -139,7 +139,7 @@ func (cc *contractCache) lookup(ctx context.Context, ns, name string) (*register
 // validateRequest resolves the registered contract a request names, if
 // any, in the caller's namespace, and validates the request.
 func (s *Server) validateRequest(ctx context.Context, r *jobRequest) (*call, *Error) {
-	if r.Contract != nil {
+	if r.Contract != nil && r.Bytecode == nil { // a deployment with a contract is refused for that (deploy.go)
 		c, e := s.contracts.lookup(ctx, principalOf(ctx).namespace(), *r.Contract)
 		if e != nil {
 			return nil, e
@@ -156,7 +156,7 @@ func (r *jobRequest) target() (common.Address, *Error) {
 		if r.registered != nil {
 			return r.registered.address, nil
 		}
-		return common.Address{}, invalid("missing_field", "to", "to is required: the address of the contract or account to call")
+		return common.Address{}, invalid("missing_field", "to", "to is required: the address of the contract or account to call (leave it out only to deploy a contract, with data or bytecode)")
 	}
 	to, e := parseAddress(*r.To, "to")
 	if e != nil {

@@ -34,6 +34,9 @@ type jobRequest struct {
 	Simulate      bool              `json:"simulate"`    // dry run at accept time (simulate.go)
 	Chain         *string           `json:"chain"`       // the chain's name or id (chains.go)
 	Deadline      json.RawMessage   `json:"deadline"`    // RFC 3339, or seconds from now (deadline.go)
+	// Bytecode is a deployment's creation bytecode, its constructor's
+	// args encoded through abi (deploy.go).
+	Bytecode *string `json:"bytecode"`
 
 	// A method of a JSON ABI, inline or registered, instead of function
 	// (contracts.go); registered is resolved by Server.validateRequest.
@@ -64,6 +67,9 @@ type call struct {
 	// ABI is the request's ABI (abi or contract), whose custom errors
 	// decode its reverts; not part of hash, which has the calldata.
 	ABI *abi.ABI
+	// Deploy makes the call a contract creation: To is unset and Data is
+	// the initcode (deploy.go).
+	Deploy bool
 }
 
 // Limits on a job request.
@@ -143,11 +149,14 @@ func jsonKind(goKind string) string {
 // validate checks a decoded request and ABI-encodes its call.
 func (r *jobRequest) validate() (*call, *Error) {
 	c := &call{Value: new(big.Int), Simulate: r.Simulate}
-	to, err := r.target() // to, or a registered contract's address
-	if err != nil {
-		return nil, err
+	deploy := r.deploys()
+	if !deploy {
+		to, err := r.target() // to, or a registered contract's address
+		if err != nil {
+			return nil, err
+		}
+		c.To = to
 	}
-	c.To = to
 	if r.From != nil {
 		from, err := parseAddress(*r.From, "from")
 		if err != nil {
@@ -156,6 +165,16 @@ func (r *jobRequest) validate() (*call, *Error) {
 		c.From = &from
 	}
 	switch {
+	case deploy && r.Bytecode != nil:
+		if e := r.encodeDeployment(c); e != nil {
+			return nil, e
+		}
+	case deploy && (r.Args != nil || r.hasABI()):
+		return nil, invalid("conflicting_fields", "data", "data is the whole initcode, constructor arguments included: give bytecode with abi and args to have them encoded")
+	case deploy:
+		if e := deployData(c, *r.Data); e != nil {
+			return nil, e
+		}
 	case r.byABI():
 		if e := r.encodeByABI(c); e != nil {
 			return nil, e
@@ -203,8 +222,8 @@ func (r *jobRequest) validate() (*call, *Error) {
 		}
 		// A limit below the intrinsic cost would be rejected after a nonce
 		// was bound: refuse it here.
-		if intrinsic := intrinsicGas(c.Data); g.Uint64() < intrinsic {
-			return nil, invalid("out_of_range", "gas_limit", "gas_limit %s is below %d, the intrinsic gas of this call", g, intrinsic)
+		if intrinsic := intrinsicGasOf(c.Data, c.Deploy); g.Uint64() < intrinsic {
+			return nil, invalid("out_of_range", "gas_limit", "gas_limit %s is below %d, the intrinsic gas of this %s", g, intrinsic, c.kind())
 		}
 		c.GasLimit = g.Uint64()
 	}
@@ -297,7 +316,11 @@ func (c *call) hash() string {
 	if c.Confirmations != nil {
 		confs = fmt.Sprint(*c.Confirmations)
 	}
-	parts := []string{c.To.Hex(), from, hexutil.Encode(c.Data), c.Value.String(), fmt.Sprint(c.GasLimit), confs, canonicalJSON(c.Metadata)}
+	target := c.To.Hex()
+	if c.Deploy { // never the same as a call of the zero address with that data
+		target = "create"
+	}
+	parts := []string{target, from, hexutil.Encode(c.Data), c.Value.String(), fmt.Sprint(c.GasLimit), confs, canonicalJSON(c.Metadata)}
 	if c.WebhookURL != "" { // only then, so hashes of requests without one stay as they were
 		parts = append(parts, c.WebhookURL)
 	}
@@ -327,10 +350,21 @@ func canonicalJSON(b []byte) string {
 	return string(out)
 }
 
-// intrinsicGas is the least gas a call with this calldata can have: the
+// kind names what the call is, for messages.
+func (c *call) kind() string {
+	if c.Deploy {
+		return "deployment"
+	}
+	return "call"
+}
+
+// intrinsicGasOf is the least gas a call with this calldata can have: the
 // base cost plus calldata (EIP-2028), or the calldata floor of EIP-7623,
 // whichever is higher. A node rejects a lower limit outright.
-func intrinsicGas(data []byte) uint64 {
+//
+// A creation (create) costs 32,000 more, and 2 per 32-byte word of
+// initcode (EIP-3860), which the calldata floor does not add to.
+func intrinsicGasOf(data []byte, create bool) uint64 {
 	var zero, nonzero uint64
 	for _, b := range data {
 		if b == 0 {
@@ -340,6 +374,9 @@ func intrinsicGas(data []byte) uint64 {
 		}
 	}
 	standard := 21000 + 4*zero + 16*nonzero
+	if create {
+		standard += 32000 + 2*((uint64(len(data))+31)/32)
+	}
 	floor := 21000 + 10*(zero+4*nonzero)
 	return max(standard, floor)
 }

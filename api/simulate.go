@@ -75,8 +75,11 @@ func (s *Server) simulate(ctx context.Context, c *call) *Error {
 	if e != nil {
 		return e
 	}
-	to := c.To
-	msg := ethereum.CallMsg{From: from, To: &to, Data: c.Data, Value: c.Value, Gas: c.GasLimit}
+	to := &c.To
+	if c.Deploy { // estimated as a creation, constructor and all
+		to = nil
+	}
+	msg := ethereum.CallMsg{From: from, To: to, Data: c.Data, Value: c.Value, Gas: c.GasLimit}
 	if _, err := s.chain.Node.EstimateGas(ctx, msg); err != nil {
 		return s.callFailure(err, "the dry run", c)
 	}

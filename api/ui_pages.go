@@ -218,6 +218,12 @@ func uiRowOf(j *jobs.Job, now time.Time) uiRow {
 // uiCall is how a job's call reads: its function with its arguments, or
 // the selector of raw calldata.
 func uiCall(j *jobs.Job) string {
+	if j.Deployment() {
+		if j.Function != "" { // constructor(uint256,string)
+			return "deploy, " + j.Function + " " + string(j.Args)
+		}
+		return "deploy"
+	}
 	if j.Function != "" {
 		if len(j.Args) > 0 && string(j.Args) != "[]" && string(j.Args) != "null" {
 			return j.Function + " " + string(j.Args)

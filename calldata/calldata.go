@@ -67,16 +67,28 @@ func Encode(signature string, args []json.RawMessage) ([]byte, error) {
 // converts to (ParseSignature refuses those up front): such an error names
 // the method rather than the function.
 func pack(method abi.Method, args []json.RawMessage, fromABI bool) ([]byte, error) {
+	packed, err := packArgs(method, method.Sig, args, fromABI)
+	if err != nil {
+		return nil, err
+	}
+	out := make([]byte, 0, len(method.ID)+len(packed))
+	out = append(out, method.ID...)
+	return append(out, packed...), nil
+}
+
+// packArgs converts and packs args as method's inputs, without a
+// selector; sig names the method in errors.
+func packArgs(method abi.Method, sig string, args []json.RawMessage, fromABI bool) ([]byte, error) {
 	if len(args) != len(method.Inputs) {
 		return nil, newError(CodeWrongArgCount, "args", "%s takes %s, got %d",
-			method.Sig, plural(len(method.Inputs), "argument"), len(args))
+			sig, plural(len(method.Inputs), "argument"), len(args))
 	}
 	values := make([]any, len(args))
 	for i := range args {
 		v, cerr := convert(&method.Inputs[i].Type, args[i], "args["+strconv.Itoa(i)+"]")
 		if cerr != nil {
 			if fromABI && cerr.Field == "function" { // a type no JSON value converts to
-				return nil, newError(CodeInvalidArgument, "method", "%s takes a %s parameter, which relayq cannot encode", method.Sig, method.Inputs[i].Type)
+				return nil, newError(CodeInvalidArgument, "method", "%s takes a %s parameter, which relayq cannot encode", sig, method.Inputs[i].Type)
 			}
 			return nil, cerr
 		}
@@ -87,11 +99,9 @@ func pack(method abi.Method, args []json.RawMessage, fromABI bool) ([]byte, erro
 		// convert builds values of exactly the Go types Pack asks for and
 		// range-checks them, so this is not expected; report it rather
 		// than emit calldata we cannot vouch for.
-		return nil, newError(CodeInvalidArgument, "args", "cannot encode arguments for %s: %v", method.Sig, err)
+		return nil, newError(CodeInvalidArgument, "args", "cannot encode arguments for %s: %v", sig, err)
 	}
-	out := make([]byte, 0, len(method.ID)+len(packed))
-	out = append(out, method.ID...)
-	return append(out, packed...), nil
+	return packed, nil
 }
 
 func plural(n int, noun string) string {

@@ -159,6 +159,34 @@ func EncodeMethod(method abi.Method, args []json.RawMessage) ([]byte, error) {
 	return pack(method, args, true)
 }
 
+// EncodeConstructor encodes args (JSON values, converted as Encode
+// converts them) as the arguments of a's constructor: the packed values a
+// deployment appends to the creation bytecode, with no selector. An ABI
+// without a constructor takes no arguments. Every error is an *Error.
+func EncodeConstructor(a *abi.ABI, args []json.RawMessage) ([]byte, error) {
+	ctor := a.Constructor
+	sig := ConstructorSignature(a)
+	if len(ctor.Inputs) == 0 && len(args) > 0 {
+		return nil, newError(CodeWrongArgCount, "args", "the ABI has no constructor with parameters, so the deployment takes no arguments; got %d", len(args))
+	}
+	// As FindMethod does for functions: hold the constructor's types to
+	// what ParseSignature accepts.
+	if _, err := ParseSignature(sig); err != nil {
+		msg := err.Error()
+		if ce, ok := err.(*Error); ok {
+			msg = ce.Message
+		}
+		return nil, newError(CodeInvalidArgument, "abi", "%s of the ABI cannot be encoded: %s", sig, msg)
+	}
+	return packArgs(ctor, sig, args, true)
+}
+
+// ConstructorSignature is a's constructor as "constructor(uint256,string)"
+// ("constructor()" when it has none).
+func ConstructorSignature(a *abi.ABI) string {
+	return "constructor" + typeList(a.Constructor.Inputs)
+}
+
 // Signature is method's canonical signature with its output types, as
 // ParseSignature reads it back: "balanceOf(address)(uint256)".
 func Signature(method abi.Method) string {

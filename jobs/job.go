@@ -4,6 +4,7 @@
 package jobs
 
 import (
+	"bytes"
 	"encoding/json"
 	"time"
 )
@@ -11,12 +12,19 @@ import (
 // Job is one request to execute a contract call, and everything relayq
 // learned while doing it. Its JSON form is what the API returns.
 type Job struct {
-	ID                string          `json:"id"`
-	Status            Status          `json:"status"`
-	ChainID           uint64          `json:"chain_id"`
-	APIKey            string          `json:"api_key,omitempty"` // the name (never the key) of the API key that created it; see Store.ListOwned
-	From              string          `json:"from,omitempty"`
-	To                string          `json:"to"`
+	ID      string `json:"id"`
+	Status  Status `json:"status"`
+	ChainID uint64 `json:"chain_id"`
+	APIKey  string `json:"api_key,omitempty"` // the name (never the key) of the API key that created it; see Store.ListOwned
+	From    string `json:"from,omitempty"`
+	To      string `json:"to"` // "" for a deployment: null in JSON (MarshalJSON)
+	// ContractAddress is where a deployment (a job without To) creates its
+	// contract: predicted from From and Nonce (crypto.CreateAddress) while
+	// the job waits to be mined, so it follows a re-sign at another nonce;
+	// from the receipt once mined. Absent when the mined transaction
+	// created nothing (a reverted constructor, a no-op in its place) and
+	// on a failed or cancelled job.
+	ContractAddress   string          `json:"contract_address,omitempty"`
 	Function          string          `json:"function,omitempty"`
 	Args              json.RawMessage `json:"args,omitempty"`
 	Data              string          `json:"data"`
@@ -61,6 +69,22 @@ type Job struct {
 	Raw string `json:"-"`
 	// BodyHash identifies the request body for idempotency checks.
 	BodyHash string `json:"-"`
+}
+
+// Deployment reports whether j creates a contract: it has no To.
+func (j *Job) Deployment() bool { return j.To == "" }
+
+// MarshalJSON is the job's JSON with "to" null for a deployment. The
+// fields before "to" (id, status, chain_id, api_key, from) cannot hold
+// `,"to":""`, so its first occurrence is the field itself; keys keep
+// their order.
+func (j Job) MarshalJSON() ([]byte, error) {
+	type plain Job // without this method
+	b, err := json.Marshal((*plain)(&j))
+	if err != nil || j.To != "" {
+		return b, err
+	}
+	return bytes.Replace(b, []byte(`,"to":"",`), []byte(`,"to":null,`), 1), nil
 }
 
 // WebhookState is how the delivery of a job's webhook events is going: two

@@ -9,6 +9,8 @@ import (
 	"strings"
 	"time"
 
+	"github.com/ethereum/go-ethereum/common"
+	"github.com/ethereum/go-ethereum/crypto"
 	"github.com/google/uuid"
 	"github.com/redis/go-redis/v9"
 )
@@ -274,6 +276,7 @@ func decode(h map[string]string, hist, att []string) (*Job, error) {
 		APIKey:            h["api_key"],
 		From:              h["from"],
 		To:                h["to"],
+		ContractAddress:   h["contract_address"],
 		Function:          h["function"],
 		Data:              h["data"],
 		Value:             h["value"],
@@ -314,6 +317,7 @@ func decode(h map[string]string, hist, att []string) (*Job, error) {
 	if numErr != nil {
 		return nil, numErr
 	}
+	j.predictContract()
 	if e := h["error"]; e != "" {
 		j.Error = &Error{}
 		if err2 := json.Unmarshal([]byte(e), j.Error); err2 != nil {
@@ -365,6 +369,18 @@ func decode(h map[string]string, hist, att []string) (*Job, error) {
 		j.Attempts = append(j.Attempts, a)
 	}
 	return j, nil
+}
+
+// predictContract sets the address a deployment will create its contract
+// at, from its signer and bound nonce, until a receipt says (markMined
+// writes contract_address). Computed on every read rather than stored, so
+// it can never disagree with the nonce the job holds now.
+func (j *Job) predictContract() {
+	if !j.Deployment() || j.ContractAddress != "" || j.BlockNumber != nil || j.Nonce == nil ||
+		j.Status == Failed || j.Status == Cancelled || !common.IsHexAddress(j.From) {
+		return
+	}
+	j.ContractAddress = crypto.CreateAddress(common.HexToAddress(j.From), *j.Nonce).Hex()
 }
 
 // List returns up to limit jobs, newest first, optionally only those in

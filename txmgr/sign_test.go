@@ -69,3 +69,27 @@ func TestSignChecksARemoteSigner(t *testing.T) {
 	_, _, err = txmgr.Sign(cancelled, &remoteSigner{addr: own.Address(), key: own}, chainID, 7, 21000, fees, call)
 	require.ErrorIs(t, err, context.Canceled, "a remote signer's call is bounded by the caller's context")
 }
+
+// A creation is signed without a recipient, and a remote signer that gives
+// it one (the zero address: a transfer that burns the value) is refused.
+func TestSignCreation(t *testing.T) {
+	t.Parallel()
+	chainID := big.NewInt(testenv.AnvilChainID)
+	own := signer.NewKey(testenv.AnvilKeys()[0], chainID)
+	fees := txmgr.Fees{TipCap: big.NewInt(1e9), FeeCap: big.NewInt(2e9)}
+	call := txmgr.Call{From: own.Address(), To: common.HexToAddress("0xbeef"), Data: []byte{0x60, 0x00}, Value: big.NewInt(0), Create: true}
+	require.Nil(t, call.Target())
+	ctx := context.Background()
+
+	tx, _, err := txmgr.Sign(ctx, own, chainID, 3, 60000, fees, call)
+	require.NoError(t, err)
+	require.Nil(t, tx.To(), "a creation has no recipient, whatever Call.To holds")
+	require.Equal(t, []byte{0x60, 0x00}, tx.Data())
+
+	toZero := func(tx *types.Transaction) *types.Transaction {
+		return types.NewTx(&types.DynamicFeeTx{ChainID: chainID, Nonce: tx.Nonce(), GasTipCap: tx.GasTipCap(), GasFeeCap: tx.GasFeeCap(),
+			Gas: tx.Gas(), To: &common.Address{}, Value: tx.Value(), Data: tx.Data()})
+	}
+	_, _, err = txmgr.Sign(ctx, &remoteSigner{addr: own.Address(), key: own, tamper: toZero}, chainID, 3, 60000, fees, call)
+	require.ErrorContains(t, err, "returned a different transaction")
+}

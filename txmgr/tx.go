@@ -19,10 +19,22 @@ type Call struct {
 	To    common.Address
 	Data  []byte
 	Value *big.Int
+	// Create makes the call a contract creation: the transaction has no
+	// recipient (To is ignored) and Data is the initcode.
+	Create bool
+}
+
+// Target is the transaction's recipient: nil for a contract creation.
+func (c Call) Target() *common.Address {
+	if c.Create {
+		return nil
+	}
+	to := c.To
+	return &to
 }
 
 func (c Call) msg() ethereum.CallMsg {
-	return ethereum.CallMsg{From: c.From, To: &c.To, Data: c.Data, Value: c.Value}
+	return ethereum.CallMsg{From: c.From, To: c.Target(), Data: c.Data, Value: c.Value}
 }
 
 // GasHeadroom is the share added to an estimate: state can change between
@@ -51,14 +63,13 @@ func Sign(ctx context.Context, s signer.Signer, chainID *big.Int, nonce, gas uin
 	if value == nil {
 		value = new(big.Int)
 	}
-	to := c.To
 	tx := types.NewTx(&types.DynamicFeeTx{
 		ChainID:   chainID,
 		Nonce:     nonce,
 		GasTipCap: fees.TipCap,
 		GasFeeCap: fees.FeeCap,
 		Gas:       gas,
-		To:        &to,
+		To:        c.Target(),
 		Value:     value,
 		Data:      c.Data,
 	})

@@ -271,9 +271,10 @@ func (w *Worker) failQueued(ctx context.Context, id string, attempts int, note s
 	return w.cfg.Metrics.Finished(jobs.Failed, attempts, err)
 }
 
-// jobCall turns a job record into the call to sign.
+// jobCall turns a job record into the call to sign: a contract creation
+// when the job has no to (a deployment, whose data is the initcode).
 func jobCall(j *jobs.Job, from common.Address) (txmgr.Call, error) {
-	if !common.IsHexAddress(j.To) {
+	if !j.Deployment() && !common.IsHexAddress(j.To) {
 		return txmgr.Call{}, fmt.Errorf("bad to %q", j.To)
 	}
 	var data []byte
@@ -289,6 +290,12 @@ func jobCall(j *jobs.Job, from common.Address) (txmgr.Call, error) {
 		if _, ok := value.SetString(j.Value, 10); !ok {
 			return txmgr.Call{}, fmt.Errorf("bad value %q", j.Value)
 		}
+	}
+	if j.Deployment() {
+		if len(data) == 0 {
+			return txmgr.Call{}, errors.New("a deployment without initcode")
+		}
+		return txmgr.Call{From: from, Data: data, Value: value, Create: true}, nil
 	}
 	return txmgr.Call{From: from, To: common.HexToAddress(j.To), Data: data, Value: value}, nil
 }

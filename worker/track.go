@@ -429,7 +429,7 @@ func (t *Tracker) record(ctx context.Context, j *jobs.Job, receipts map[common.H
 	case lane.StepBack:
 		t.w.log.Warn("reorg: block of mined job left the canonical chain", "job_id", j.ID, "block_hash", a.BlockHash.Hex())
 		err := t.w.store.TransitionIf(ctx, j.ID, jobs.Mined, jobs.Submitted, "reorg: block "+a.BlockHash.Hex()+" no longer canonical",
-			jobs.Fields{"block_number", "", "block_hash", "", "gas_used", "", "effective_gas_price", "", "receipt_status", ""}, nil)
+			jobs.Fields{"block_number", "", "block_hash", "", "gas_used", "", "effective_gas_price", "", "receipt_status", "", "contract_address", ""}, nil)
 		j.Status = jobs.Submitted
 		return err
 	case lane.Finalize:
@@ -448,7 +448,7 @@ func (t *Tracker) markMined(ctx context.Context, j *jobs.Job, r *types.Receipt, 
 	if r == nil {
 		return nil
 	}
-	st := minedStep(r, a)
+	st := minedStep(j, r, a)
 	if err := t.w.store.TransitionIf(ctx, j.ID, jobs.Submitted, jobs.Mined, st.Note, st.Fields, nil); err != nil {
 		return err
 	}
@@ -456,8 +456,15 @@ func (t *Tracker) markMined(ctx context.Context, j *jobs.Job, r *types.Receipt, 
 	return nil
 }
 
-// minedStep is the change to mined that r makes.
-func minedStep(r *types.Receipt, a lane.MarkMined) jobs.PathStep {
+// createdContract reports whether r created j's contract: a deployment's
+// contract exists only if the creation succeeded, and a no-op mined in its
+// place has no contract address.
+func createdContract(j *jobs.Job, r *types.Receipt) bool {
+	return j.Deployment() && r.Status == types.ReceiptStatusSuccessful && r.ContractAddress != (common.Address{})
+}
+
+// minedStep is the change to mined that r makes to j.
+func minedStep(j *jobs.Job, r *types.Receipt, a lane.MarkMined) jobs.PathStep {
 	fields := jobs.Fields{
 		"tx_hash", r.TxHash.Hex(),
 		"block_number", r.BlockNumber.Uint64(),
@@ -465,6 +472,9 @@ func minedStep(r *types.Receipt, a lane.MarkMined) jobs.PathStep {
 		"gas_used", r.GasUsed,
 		"effective_gas_price", bigString(r.EffectiveGasPrice),
 		"receipt_status", r.Status,
+	}
+	if createdContract(j, r) {
+		fields = append(fields, "contract_address", r.ContractAddress.Hex())
 	}
 	note := ""
 	switch {
@@ -482,6 +492,9 @@ func minedStep(r *types.Receipt, a lane.MarkMined) jobs.PathStep {
 func (t *Tracker) minedDone(j *jobs.Job, r *types.Receipt, a lane.MarkMined) {
 	bn, st := r.BlockNumber.Uint64(), r.Status
 	j.Status, j.TxHash, j.BlockNumber, j.BlockHash, j.ReceiptStatus = jobs.Mined, r.TxHash.Hex(), &bn, r.BlockHash.Hex(), &st
+	if createdContract(j, r) {
+		j.ContractAddress = r.ContractAddress.Hex()
+	}
 	t.w.cfg.Metrics.Stage(metrics.StageMined, j.CreatedAt)
 	t.w.log.Info("mined", "job_id", j.ID, "kind", a.Kind, "tx_hash", r.TxHash.Hex(), "block", r.BlockNumber.Uint64(), "status", r.Status)
 }
@@ -505,7 +518,7 @@ func (t *Tracker) mineAndFinalize(ctx context.Context, j *jobs.Job, r *types.Rec
 	if r == nil {
 		return nil
 	}
-	mined := minedStep(r, a)
+	mined := minedStep(j, r, a)
 	final := t.finalStep(ctx, j, f)
 	if err := t.w.store.TransitionPath(ctx, j.ID, jobs.Submitted, []jobs.PathStep{mined, final}); err != nil {
 		return err
@@ -536,7 +549,7 @@ func (t *Tracker) finalStep(ctx context.Context, j *jobs.Job, f lane.Finalize) j
 		if call, err := jobCall(j, t.a.Signer.Address()); err == nil && f.Receipt != nil {
 			// The call is the same in every attempt; replay it on the state
 			// before its block to read why it reverted.
-			tx := types.NewTx(&types.DynamicFeeTx{To: &call.To, Value: call.Value, Data: call.Data, Gas: j.Gas})
+			tx := types.NewTx(&types.DynamicFeeTx{To: call.Target(), Value: call.Value, Data: call.Data, Gas: j.Gas})
 			data, cerr := txmgr.ReplayRevert(ctx, t.w.cfg.Backend, tx, t.a.Signer.Address(), new(big.Int).SetUint64(f.Receipt.Block))
 			if len(data) > 0 {
 				jerr = t.w.revertErrorAt(ctx, jobs.ErrCodeRevertedOnChain, cerr, j.To)

@@ -129,8 +129,12 @@ or with curl:
 then poll the URL in its Location header (GET /v1/jobs/<id>) until "status" is
 "confirmed", or run: go run ./cmd/relayq status%s <id> --wait
 
+Deploy another Counter through the API (its address is the job's "contract"):
+
+  go run ./cmd/relayq submit%s --deploy --sample counter --wait
+
 `, chain.URL(), devchain.ChainID, signerAddr.Hex(), counter.Hex(), redactURL(cfg.RedisURL), redisNote,
-		base, base, base, base, cliAPI, counter.Hex(), base, auth, counter.Hex(), cliAPI)
+		base, base, base, base, cliAPI, counter.Hex(), base, auth, counter.Hex(), cliAPI, cliAPI)
 	fmt.Fprintf(stdout, `Webhooks: a job may carry "webhook_url" (allowed here: %s);
 deliveries are signed with (see docs/webhooks.md to verify them)
 

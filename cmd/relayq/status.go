@@ -255,6 +255,7 @@ type jobView struct {
 	Status          string  `json:"status"`
 	From            string  `json:"from"`
 	To              string  `json:"to"`
+	ContractAddress string  `json:"contract_address"`
 	Function        string  `json:"function"`
 	Data            string  `json:"data"`
 	Value           string  `json:"value"`
@@ -486,6 +487,11 @@ func printJob(w io.Writer, j *jobView) {
 	}
 	row("status", "%s", st)
 	switch {
+	case j.To == "": // a deployment
+		row("call", "deploy (%d bytes of initcode)", max(0, len(j.Data)-2)/2)
+		if j.ContractAddress != "" {
+			row("contract", "%s", j.ContractAddress)
+		}
 	case j.Function != "":
 		row("call", "%s on %s", j.Function, j.To)
 	case j.Data != "" && j.Data != "0x":

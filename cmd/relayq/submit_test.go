@@ -12,8 +12,10 @@ import (
 	"testing"
 	"time"
 
+	"github.com/ethereum/go-ethereum/common/hexutil"
 	"github.com/stretchr/testify/require"
 
+	"github.com/relayq/relayq/internal/devchain/contract"
 	"github.com/relayq/relayq/internal/testenv"
 )
 
@@ -177,8 +179,42 @@ func TestSubmitAndStatusAgainstARunningAPI(t *testing.T) {
 		require.Contains(t, errOut, `chain "mainnet" is not one this relayq serves: default (1337)`)
 	})
 
+	t.Run("submit --deploy deploys through the API", func(t *testing.T) {
+		m := regexp.MustCompile(`go run ./cmd/relayq (submit [^\n]*--deploy[^\n]*)`).FindStringSubmatch(d.banner)
+		require.Len(t, m, 2, "the banner shows the deploy command: %s", d.banner)
+		out, errOut, code := d.cli(t, shellWords(t, m[1])...)
+		require.Equal(t, exitOK, code, "stdout:\n%s\nstderr:\n%s", out, errOut)
+		require.Regexp(t, `(?m)^status +confirmed$`, out)
+		require.Regexp(t, `(?m)^call +deploy \(\d+ bytes of initcode\)$`, out)
+		c := regexp.MustCompile(`(?m)^contract +(0x[0-9a-fA-F]{40})$`).FindStringSubmatch(out)
+		require.Len(t, c, 2, out)
+		require.NotEqual(t, d.counter, c[1], "a new Counter")
+
+		// The new contract takes calls through the API.
+		out, errOut, code = d.cli(t, "submit", "--to", c[1], "--function", "increment()", "--wait")
+		require.Equal(t, exitOK, code, "stdout:\n%s\nstderr:\n%s", out, errOut)
+
+		// Tally's constructor takes arguments; a bad one is the API's 400.
+		out, errOut, code = d.cli(t, "submit", "--deploy", "--sample", "tally", "--args", `["3", "three"]`, "--json")
+		require.Equal(t, exitOK, code, errOut)
+		var j map[string]any
+		require.NoError(t, json.Unmarshal([]byte(out), &j), out)
+		require.Nil(t, j["to"])
+		require.Equal(t, "constructor(uint256,string)", j["function"])
+		_, errOut, code = d.cli(t, "submit", "--deploy", "--sample", "tally", "--args", `["3"]`)
+		require.Equal(t, exitError, code)
+		require.Contains(t, errOut, "wrong_arg_count")
+
+		// @FILE reads a .bin as solc writes it (hex without 0x).
+		bin := t.TempDir() + "/Counter.bin"
+		require.NoError(t, os.WriteFile(bin, []byte(strings.TrimPrefix(hexutil.Encode(contract.Bytecode), "0x")+"\n"), 0o600))
+		out, errOut, code = d.cli(t, "submit", "--deploy", "--bytecode", "@"+bin)
+		require.Equal(t, exitOK, code, errOut)
+		require.Regexp(t, jobIDPattern, strings.TrimSpace(out))
+	})
+
 	t.Run("the banner's command works as printed", func(t *testing.T) {
-		m := regexp.MustCompile(`go run ./cmd/relayq (submit [^\n]*)`).FindStringSubmatch(d.banner)
+		m := regexp.MustCompile(`go run ./cmd/relayq (submit [^\n]*--to[^\n]*)`).FindStringSubmatch(d.banner)
 		require.Len(t, m, 2, d.banner)
 		args := shellWords(t, m[1])
 		out, errOut, code := d.cli(t, args...)
@@ -316,6 +352,13 @@ func TestSubmitUsageErrors(t *testing.T) {
 		{[]string{"submit", "--nope"}, "flag provided but not defined: -nope"},
 		{[]string{"submit", "--api", "ftp://x", "--to", "0x0"}, `--api "ftp://x" is not an http(s):// URL`},
 		{[]string{"submit", "--metadata", "{", "--to", "0x0"}, "--metadata is not valid JSON"},
+		{[]string{"submit", "--deploy", "--to", "0x0", "--data", "0x60"}, "has no --to"},
+		{[]string{"submit", "--deploy"}, "--deploy needs the contract"},
+		{[]string{"submit", "--bytecode", "0x60"}, "add --deploy"},
+		{[]string{"submit", "--deploy", "--sample", "nope"}, "the samples are counter and tally"},
+		{[]string{"submit", "--deploy", "--sample", "counter", "--data", "0x60"}, "leave out --data"},
+		{[]string{"submit", "--deploy", "--bytecode", "@/nonexistent/x.bin"}, "--bytecode: open /nonexistent/x.bin"},
+		{[]string{"submit", "--deploy", "--bytecode", "0x60", "--abi", "[{"}, "--abi is not valid JSON"},
 		{[]string{"status"}, "status takes one job id"},
 		{[]string{"status", "a", "b"}, "status takes one job id"},
 		{[]string{"status", "a", "--wait", "--timeout", "0s"}, "--timeout 0s must be positive"},

@@ -1,5 +1,6 @@
 // Package contract embeds Counter, the sample contract that relayq's dev mode
-// and tests deploy: its Solidity source, ABI and creation bytecode.
+// and tests deploy, and Tally, a sample with constructor arguments: their
+// Solidity sources, ABIs and creation bytecode.
 //
 // Counter exercises each path the relayer must handle: a state change with an
 // event (increment), a custom error (add with n > MaxAdd reverts with
@@ -52,6 +53,26 @@ var ABI = mustParseABI(ABIJSON)
 // as the data of a contract-creation transaction to deploy Counter.
 var Bytecode = mustDecodeHex(bytecodeHex)
 
+// Tally is the second sample contract: a counter whose constructor takes
+// (uint256 start, string label) and reverts with TooLarge when start >
+// MaxAdd, or with Error("empty label"). It is what deployments with
+// constructor arguments are tested with.
+var (
+	TallyABIJSON  = tallyABIJSON
+	TallyABI      = mustParseABI(tallyABIJSON)
+	TallyBytecode = mustDecodeHex(tallyBytecodeHex)
+	TallySource   = tallySource
+)
+
+//go:embed Tally.abi.json
+var tallyABIJSON string
+
+//go:embed Tally.bin
+var tallyBytecodeHex string
+
+//go:embed Tally.sol
+var tallySource string
+
 // MaxAdd is the largest n that Counter.add accepts; above it add reverts with
 // TooLarge(n, MaxAdd).
 const MaxAdd = 1000
@@ -66,7 +87,7 @@ type Entry struct {
 func mustParseABI(s string) abi.ABI {
 	parsed, err := abi.JSON(strings.NewReader(s))
 	if err != nil {
-		panic(fmt.Sprintf("contract: parse embedded Counter.abi.json: %v", err))
+		panic(fmt.Sprintf("contract: parse an embedded ABI: %v", err))
 	}
 	return parsed
 }
@@ -75,10 +96,10 @@ func mustDecodeHex(s string) []byte {
 	s = strings.TrimPrefix(strings.TrimSpace(s), "0x")
 	b, err := hex.DecodeString(s)
 	if err != nil {
-		panic(fmt.Sprintf("contract: decode embedded Counter.bin: %v", err))
+		panic(fmt.Sprintf("contract: decode embedded bytecode: %v", err))
 	}
 	if len(b) == 0 {
-		panic("contract: embedded Counter.bin is empty")
+		panic("contract: embedded bytecode is empty")
 	}
 	return b
 }

@@ -255,3 +255,14 @@ func TestRevertsDecode(t *testing.T) {
 		requireBig(t, 3, c.call(t, at, "divide", big.NewInt(7), big.NewInt(2))[0])
 	})
 }
+
+func TestTallyArtifacts(t *testing.T) {
+	t.Parallel()
+	src, err := os.ReadFile("Tally.sol")
+	require.NoError(t, err)
+	require.Equal(t, string(src), contract.TallySource)
+	require.Len(t, contract.TallyABI.Constructor.Inputs, 2, "constructor(uint256,string)")
+	require.Contains(t, contract.TallyABI.Errors, "TooLarge")
+	require.Contains(t, contract.TallyABI.Methods, "increment")
+	require.NotEmpty(t, contract.TallyBytecode)
+}

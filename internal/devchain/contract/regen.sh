@@ -1,5 +1,5 @@
 #!/usr/bin/env bash
-# Regenerates Counter.abi.json and Counter.bin from Counter.sol with solc from
+# Regenerates <Name>.abi.json and <Name>.bin from <Name>.sol (Counter, Tally) with solc from
 # npm (solcjs, pinned), in a scratch directory outside the repo, so a Go build
 # never needs npm. Run from anywhere; commit the three files together.
 set -euo pipefail
@@ -16,11 +16,12 @@ if [ "$(node -p 'try{require("solc/package.json").version}catch(e){""}' 2>/dev/n
 fi
 
 rm -rf out
-cp "$HERE/Counter.sol" .
-npx solcjs --bin --abi --optimize -o out Counter.sol
-
-# ABI pretty-printed for readable diffs; bytecode as bare hex (no 0x, no newline).
-node -e 'const fs=require("fs");fs.writeFileSync(process.argv[2],JSON.stringify(JSON.parse(fs.readFileSync(process.argv[1],"utf8")),null,2)+"\n")' \
-	out/Counter_sol_Counter.abi "$HERE/Counter.abi.json"
-cp out/Counter_sol_Counter.bin "$HERE/Counter.bin"
-echo "regenerated $HERE/Counter.abi.json and $HERE/Counter.bin with solc $SOLC_VERSION"
+for name in Counter Tally; do
+	cp "$HERE/$name.sol" .
+	npx solcjs --bin --abi --optimize -o out "$name.sol"
+	# ABI pretty-printed for readable diffs; bytecode as bare hex (no 0x, no newline).
+	node -e 'const fs=require("fs");fs.writeFileSync(process.argv[2],JSON.stringify(JSON.parse(fs.readFileSync(process.argv[1],"utf8")),null,2)+"\n")' \
+		"out/${name}_sol_${name}.abi" "$HERE/$name.abi.json"
+	cp "out/${name}_sol_${name}.bin" "$HERE/$name.bin"
+	echo "regenerated $HERE/$name.abi.json and $HERE/$name.bin with solc $SOLC_VERSION"
+done
