@@ -40,6 +40,7 @@ func runBench(ctx context.Context, args []string, stdout, stderr io.Writer) erro
 	fs.DurationVar(&o.ProfileFor, "profile-for", 5*time.Second, "length of each CPU profile, from the first POST")
 	fs.StringVar(&o.AnvilBin, "anvil", "", "anvil binary (default $ANVIL_BIN, .tools/, PATH)")
 	fs.StringVar(&o.RedisBin, "redis-server", "", "redis-server binary (default PATH)")
+	fs.StringVar(&o.RelayqBin, "relayq", "", "the relayq binary whose api and worker the scenarios run (default: this one; another build measures a before/after)")
 	fs.DurationVar(&o.KMSLatency, "kms-latency", 0, "delay added to each KMS call of the kms scenario, as a real KMS's network round trip (e.g. 20ms)")
 	fs.StringVar(&o.LocalKMSBin, "local-kms", "", "local-kms binary, for -only kms (default $LOCAL_KMS_BIN, .tools/bin, PATH)")
 	if err := fs.Parse(args); err != nil {
