@@ -34,6 +34,9 @@ const (
 	DefaultBodyLimit     = "1M"
 	DefaultSweepAfter    = 30 * time.Second
 	DefaultJobRetention  = 7 * 24 * time.Hour
+	// DefaultHotRetention is how long a final job stays in Redis before
+	// the archiver moves it to PostgreSQL (with RELAYQ_ARCHIVE_URL only).
+	DefaultHotRetention = time.Hour
 	// DefaultMaxRetries is how many failed runs a send task may retry
 	// (tasks.SendMaxRetry); node outages and waits for funds do not count.
 	DefaultMaxRetries  = 200
@@ -120,6 +123,14 @@ type Config struct {
 	// SignerMaxInFlight (RELAYQ_SIGNER_MAX_IN_FLIGHT) is how many
 	// transactions one signer may have in flight before its jobs wait.
 	SignerMaxInFlight int
+
+	// ArchiveURL (RELAYQ_ARCHIVE_URL, or archive_url in relayq.yaml; the
+	// variable wins) is the PostgreSQL archive of final jobs
+	// (postgres://…, docs/archive.md); "": no archive, Redis keeps jobs
+	// for JobRetention. With it, final jobs leave Redis for the archive
+	// after HotRetention (RELAYQ_HOT_RETENTION) and JobRetention is unused.
+	ArchiveURL   string
+	HotRetention time.Duration
 
 	// ConfigFile (RELAYQ_CONFIG) is the path of a relayq.yaml that lists
 	// the chains to serve (docs/config.md); "" when the chain-level
@@ -216,7 +227,13 @@ func FromEnv(getenv func(string) string) (Config, error) {
 	c.KMSKeyIDs = list(getenv("RELAYQ_KMS_KEY_IDS"))
 	c.SignerMaxInFlight = int(min(uintVar(getenv, "RELAYQ_SIGNER_MAX_IN_FLIGHT", DefaultSignerMaxInFlight, &chainErrs), 1_000_000))
 
+	c.ArchiveURL = strings.TrimSpace(getenv("RELAYQ_ARCHIVE_URL"))
+	c.HotRetention = durVar(getenv, "RELAYQ_HOT_RETENTION", DefaultHotRetention, &errs)
+
 	c.ConfigFile = strings.TrimSpace(getenv(ConfigFileVar))
+	if c.ConfigFile != "" && c.ArchiveURL == "" {
+		c.ArchiveURL = fileArchiveURL(c.ConfigFile)
+	}
 	if c.ConfigFile == "" {
 		errs = append(errs, chainErrs...)
 		c.Chains = []Chain{c.EnvChain()}
@@ -337,6 +354,16 @@ func (c Config) Check(role Role) error {
 	if c.JobRetention != 0 && c.JobRetention < 24*time.Hour {
 		// An Idempotency-Key is remembered 24 h: its job must outlive it.
 		bad("RELAYQ_JOB_RETENTION", "%s is below 24h, how long an Idempotency-Key is remembered (0 keeps jobs forever)", c.JobRetention)
+	}
+	if c.ArchiveURL != "" {
+		if u, err := url.Parse(c.ArchiveURL); err != nil || (u.Scheme != "postgres" && u.Scheme != "postgresql") {
+			bad("RELAYQ_ARCHIVE_URL", "is not a postgres:// URL")
+		}
+		if c.HotRetention < time.Minute {
+			// The reorg argument of docs/archive.md needs a window well past
+			// any block's confirmations.
+			bad("RELAYQ_HOT_RETENTION", "%s is below 1m", c.HotRetention)
+		}
 	}
 	if c.WebhookSecret != "" && len(c.WebhookSecret) < webhook.MinSecretLength {
 		bad("RELAYQ_WEBHOOK_SECRET", "is %d characters; at least %d (e.g. openssl rand -hex 32)", len(c.WebhookSecret), webhook.MinSecretLength)
