@@ -8,7 +8,7 @@ import (
 )
 
 // RELAYQ_ARCHIVE_URL is off by default; set, it must be a postgres URL, and
-// RELAYQ_HOT_RETENTION (1h by default) must be at least a minute.
+// RELAYQ_HOT_RETENTION (1h by default) must be at least a second.
 func TestArchiveSettings(t *testing.T) {
 	t.Parallel()
 	base := map[string]string{"RELAYQ_RPC_URL": "http://127.0.0.1:8545", "RELAYQ_PRIVATE_KEYS": key1, "RELAYQ_API_KEYS": "0123456789abcdef"}
@@ -24,7 +24,7 @@ func TestArchiveSettings(t *testing.T) {
 		{url: "postgres://relayq@db:5432/relayq?sslmode=disable"},
 		{url: "postgresql://db/relayq", hot: "10m"},
 		{url: "mysql://db/relayq", bad: "RELAYQ_ARCHIVE_URL"},
-		{url: "postgres://db/relayq", hot: "30s", bad: "RELAYQ_HOT_RETENTION"},
+		{url: "postgres://db/relayq", hot: "500ms", bad: "RELAYQ_HOT_RETENTION"},
 	} {
 		env2 := map[string]string{"RELAYQ_ARCHIVE_URL": tc.url, "RELAYQ_HOT_RETENTION": tc.hot}
 		for k, v := range base {

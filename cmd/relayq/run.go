@@ -225,6 +225,8 @@ func serve(ctx context.Context, role config.Role, cfg config.Config, log *slog.L
 					MaxInFlight:     ch.cfg.SignerMaxInFlight,
 					Archive:         workerArchive(arch),
 					HotRetention:    cfg.HotRetention,
+					// A short window (tests) is looked at more often.
+					ArchiveEvery: min(worker.DefaultArchiveEvery, max(cfg.HotRetention/2, time.Second)),
 				}, log); err != nil {
 					errc <- err
 				}

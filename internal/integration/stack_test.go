@@ -59,6 +59,7 @@ type stackOptions struct {
 	worker      func(*worker.Config)              // adjust the worker's configuration
 	proxy       bool                              // the worker reaches the node through an RPCProxy (s.proxy); the API directly
 	metrics     *metrics.Metrics                  // shared by the API and the worker, as in relayq serve (nil: none)
+	api         func(*api.Config)                 // adjust the API's configuration
 }
 
 func newStack(t *testing.T, opts stackOptions) *stack {
@@ -121,10 +122,14 @@ func newStack(t *testing.T, opts stackOptions) *stack {
 	if !opts.noWorkerRun {
 		s.runWorker()
 	}
-	srv, err := api.New(ctx, api.Config{
+	acfg := api.Config{
 		Redis: s.rdb, RedisConnOpt: asynq.RedisClientOpt{Addr: s.redis.Addr()}, Prefix: "relayq:",
 		Node: s.node, APIKeys: []string{testAPIKey}, Confirmations: 1, Log: log, Metrics: opts.metrics,
-	})
+	}
+	if opts.api != nil {
+		opts.api(&acfg)
+	}
+	srv, err := api.New(ctx, acfg)
 	require.NoError(t, err)
 	t.Cleanup(func() { srv.Close() })
 	s.api = httptest.NewServer(srv.Handler())
