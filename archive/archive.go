@@ -367,3 +367,16 @@ func (a *Archive) Count(ctx context.Context) (int64, error) {
 	}
 	return n, nil
 }
+
+// Size returns the bytes the archive's table takes with its indexes and
+// TOAST (pg_total_relation_size), for sizing.
+func (a *Archive) Size(ctx context.Context) (int64, error) {
+	if err := a.Migrate(ctx); err != nil {
+		return 0, err
+	}
+	var n int64
+	if err := a.pool.QueryRow(ctx, `SELECT pg_total_relation_size('archived_jobs')`).Scan(&n); err != nil {
+		return 0, fmt.Errorf("archive: size: %w", err)
+	}
+	return n, nil
+}

@@ -4,8 +4,10 @@ import (
 	"bufio"
 	"bytes"
 	"context"
+	"encoding/json"
 	"fmt"
 	"net/http"
+	"strconv"
 	"testing"
 	"time"
 
@@ -177,4 +179,139 @@ func TestArchiveCrashWindows(t *testing.T) {
 			require.Len(t, list.Jobs, n, "each job listed once")
 		})
 	}
+}
+
+// usedMemory reads Redis's used_memory.
+func usedMemory(t *testing.T, rdb *redis.Client) int64 {
+	t.Helper()
+	info, err := rdb.InfoMap(context.Background(), "memory").Result()
+	require.NoError(t, err)
+	n, err := strconv.ParseInt(info["Memory"]["used_memory"], 10, 64)
+	require.NoError(t, err)
+	return n
+}
+
+// 10,000 final jobs (made directly in the store, as the tracker leaves
+// them, two hours old) go through the worker's archiver into PostgreSQL,
+// and every one is read back by id, by listing and by export. Redis
+// memory before and after, and the archive's bytes per job, are logged.
+func TestArchiveUnderLoad(t *testing.T) {
+	t.Parallel()
+	testenv.SkipShort(t, "10,000 jobs")
+	pg := testenv.StartPostgres(t)
+	a, err := archive.Open(pg.URL())
+	require.NoError(t, err)
+	t.Cleanup(a.Close)
+	s := newStack(t, stackOptions{
+		noWorkerRun: true,
+		worker: func(c *worker.Config) {
+			c.Archive, c.HotRetention, c.ArchiveEvery = a, time.Hour, 200*time.Millisecond
+		},
+		api: func(c *api.Config) { c.Archive = a },
+	})
+	ctx := context.Background()
+	chainID := s.worker.ChainID().Uint64()
+	past := time.Now().Add(-2 * time.Hour)
+	old := jobs.NewStore(s.rdb, "relayq:", jobs.WithClock(func() time.Time { return past }))
+	empty := usedMemory(t, s.rdb)
+	const n, batch = 10_000, 500
+	for b := 0; b < n; b += batch {
+		js := make([]*jobs.Job, batch)
+		for i := range js {
+			k := b + i
+			js[i] = &jobs.Job{ChainID: chainID, To: s.counter.Hex(), Function: "increment()", Data: "0xd09de08a", Value: "0",
+				Confirmations: 1, BodyHash: fmt.Sprintf("h%d", k), ID: jobs.NewIDAt(past.Add(time.Duration(k) * time.Millisecond)),
+				Metadata: json.RawMessage(fmt.Sprintf(`{"order":"o-%d","customer":"c-%d"}`, k, k%100))}
+		}
+		_, _, err := old.CreateMany(ctx, js, nil)
+		require.NoError(t, err)
+		var steps []jobs.Step
+		for i, j := range js {
+			k := uint64(b + i)
+			steps = append(steps, jobs.Step{ID: j.ID, From: jobs.Queued, To: jobs.Submitted,
+				Fields:  jobs.Fields{"from", s.signer.Hex(), "nonce", k, "tx_hash", fmt.Sprintf("0x%064x", k), "raw", "0x02f86c", "gas", 30000},
+				Attempt: &jobs.Attempt{Hash: fmt.Sprintf("0x%064x", k), Nonce: k, Gas: 30000, GasTipCap: "1000000000", GasFeeCap: "3000000000", Kind: jobs.KindOriginal, SentAt: past}})
+		}
+		for _, err := range old.TransitionMany(ctx, steps) {
+			require.NoError(t, err)
+		}
+		for i := range steps {
+			steps[i] = jobs.Step{ID: js[i].ID, From: jobs.Submitted, To: jobs.Mined, Fields: jobs.Fields{"block_number", 1, "block_hash", "0xbb", "gas_used", 26000, "receipt_status", 1, "effective_gas_price", "1875000000"}}
+		}
+		for _, err := range old.TransitionMany(ctx, steps) {
+			require.NoError(t, err)
+		}
+		for i := range steps {
+			steps[i] = jobs.Step{ID: js[i].ID, From: jobs.Mined, To: jobs.Confirmed}
+		}
+		for _, err := range old.TransitionMany(ctx, steps) {
+			require.NoError(t, err)
+		}
+	}
+	full := usedMemory(t, s.rdb)
+	ids, err := s.rdb.ZRevRange(ctx, "relayq:jobs:all", 0, -1).Result()
+	require.NoError(t, err)
+	require.Len(t, ids, n)
+	s.mine() // the head is past block 1 (the simulated chain commits on a ticker anyway)
+
+	start := time.Now()
+	s.runWorker()
+	waitDrained(t, s.rdb, a, n, 5*time.Minute)
+	moved := time.Since(start)
+	after := usedMemory(t, s.rdb)
+	size, err := a.Size(ctx)
+	require.NoError(t, err)
+	t.Logf("archive under load: %d jobs moved in %v; Redis used_memory %d B empty, %d B with them (%d B/job), %d B after the move; PostgreSQL %d B (%d B/job with indexes)",
+		n, moved.Round(time.Millisecond), empty, full, (full-empty)/n, after, size, size/n)
+
+	// By id: every one, confirmed, with its metadata.
+	for i, id := range ids {
+		if i%10 != 0 && i >= 200 {
+			continue // every tenth past the first 200: 1,190 GETs
+		}
+		r := s.do(http.MethodGet, "/v1/jobs/"+id, "")
+		require.Equal(t, http.StatusOK, r.Status, id)
+		j := r.job(t)
+		require.Equal(t, jobs.Confirmed, j.Status)
+		require.Len(t, j.Attempts, 1)
+		require.Len(t, j.History, 4)
+	}
+	got, err := a.Has(ctx, ids)
+	require.NoError(t, err)
+	require.Len(t, got, n, "every id in the archive")
+	// By listing: pages of 500 give every id once, newest first.
+	var listed []string
+	cursor := ""
+	for {
+		r := s.do(http.MethodGet, "/v1/jobs?limit=500&cursor="+cursor, "")
+		require.Equal(t, http.StatusOK, r.Status, string(r.Body))
+		var page struct {
+			Jobs []jobs.Job `json:"jobs"`
+			Next string     `json:"next_cursor"`
+		}
+		require.NoError(t, jsonUnmarshal(r.Body, &page))
+		for _, j := range page.Jobs {
+			listed = append(listed, j.ID)
+		}
+		if page.Next == "" {
+			break
+		}
+		cursor = page.Next
+	}
+	require.Equal(t, ids, listed)
+	// By export: NDJSON and CSV, every job once.
+	r := s.do(http.MethodGet, "/v1/jobs/export?format=ndjson", "")
+	require.Equal(t, http.StatusOK, r.Status)
+	var exported []string
+	sc := bufio.NewScanner(bytes.NewReader(r.Body))
+	sc.Buffer(make([]byte, 1<<20), 1<<20)
+	for sc.Scan() {
+		var j jobs.Job
+		require.NoError(t, jsonUnmarshal(sc.Bytes(), &j))
+		exported = append(exported, j.ID)
+	}
+	require.Equal(t, ids, exported)
+	r = s.do(http.MethodGet, "/v1/jobs/export?format=csv&metadata.customer=c-7", "")
+	require.Equal(t, http.StatusOK, r.Status)
+	require.Equal(t, 1+n/100, bytes.Count(r.Body, []byte("\n")), "a header and the customer's 100 jobs")
 }
