@@ -25,6 +25,8 @@ func runBench(ctx context.Context, args []string, stdout, stderr io.Writer) erro
 	fs.IntVar(&o.APISeconds, "api-seconds", 5, "length of the API's paced phase, in seconds")
 	fs.IntVar(&o.SoakJobs, "soak-jobs", 100000, "jobs of the soak (run it with -only soak)")
 	fs.IntVar(&o.SoakRate, "soak-rate", 1000, "jobs/s posted during the soak")
+	fs.StringVar(&o.SoakArchiveURL, "soak-archive", "", "run the soak with the PostgreSQL archive at this postgres:// URL (RELAYQ_ARCHIVE_URL)")
+	fs.DurationVar(&o.SoakHotRetention, "soak-hot", 10*time.Second, "RELAYQ_HOT_RETENTION of the soak with -soak-archive")
 	fs.IntVar(&o.Clients, "clients", 32, "concurrent HTTP clients posting jobs")
 	fs.IntVar(&o.BlockTime, "block-time", 1, "anvil --block-time in seconds")
 	fs.Uint64Var(&o.BlockGasLimit, "block-gas-limit", 0, "anvil --gas-limit (0: anvil's default, 30M)")
