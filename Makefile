@@ -4,7 +4,7 @@ GO ?= go
 
 .PHONY: test deps build dev vet fmt bench fuzz
 
-## test: install the test programs (redis-server, anvil, chromium) if missing, then run every test with the race detector
+## test: install the test programs (redis-server, anvil, chromium, postgresql) if missing, then run every test with the race detector
 test: deps
 	$(GO) vet ./...
 	$(GO) test -race -count=1 -timeout 20m ./...
@@ -21,7 +21,7 @@ fuzz:
 		$(GO) test -run '^$$' -fuzz "^$${t#*:}$$" -fuzztime $(FUZZTIME) -fuzzminimizetime 10x "$${t%%:*}"; \
 	done
 
-## deps: install redis-server and chromium (apt), anvil (npm) and local-kms (go install) into .tools/ when missing
+## deps: install redis-server, chromium and postgresql (apt), anvil (npm) and local-kms (go install) into .tools/ when missing
 deps:
 	./scripts/install-test-deps.sh
 

@@ -18,7 +18,14 @@ import (
 var listParams = map[string]bool{
 	"status": true, "limit": true, "cursor": true, "chain": true,
 	"since": true, "until": true, "from": true, "metadata": true, "api_key": true,
+	// Since the archive (issue 18): the signer (from's other name), the
+	// called address, the creation range by its other names; and
+	// metadata.<key>=<value>, matched by prefix below.
+	"signer": true, "to": true, "created_after": true, "created_before": true,
 }
+
+// metadataParam is the prefix of metadata.<key>=<value> filters.
+const metadataParam = "metadata."
 
 // listQuery is a validated GET /v1/jobs query.
 type listQuery struct {
@@ -31,8 +38,20 @@ type listQuery struct {
 // parameters the caller handles itself (the UI's), besides listParams.
 func parseListQuery(q url.Values, extra ...string) (listQuery, *Error) {
 	for k := range q {
-		if !listParams[k] && !slices.Contains(extra, k) {
-			return listQuery{}, invalid("unknown_parameter", k, "unknown query parameter %q (use status, limit, cursor, chain, since, until, from, metadata, api_key)", clip(k))
+		if !listParams[k] && !slices.Contains(extra, k) && !strings.HasPrefix(k, metadataParam) {
+			return listQuery{}, invalid("unknown_parameter", k, "unknown query parameter %q (use status, limit, cursor, chain, since, until, created_after, created_before, from, signer, to, metadata, metadata.<key>, api_key)", clip(k))
+		}
+	}
+	// The other names of since, until and from: one or the other, or the
+	// same value under both.
+	for _, alias := range [][2]string{{"since", "created_after"}, {"until", "created_before"}, {"from", "signer"}} {
+		a, b := q.Get(alias[0]), q.Get(alias[1])
+		if a != "" && b != "" && a != b {
+			return listQuery{}, invalid("conflicting_parameters", alias[1], "%s and %s name the same filter: give one", alias[0], alias[1])
+		}
+		if a == "" && b != "" {
+			q = cloneValues(q)
+			q.Set(alias[0], b)
 		}
 	}
 	lq := listQuery{limit: defaultListLimit, cursor: q.Get("cursor")}
@@ -70,6 +89,13 @@ func parseListQuery(q url.Values, extra ...string) (listQuery, *Error) {
 		}
 		f.From = a.Hex()
 	}
+	if v := q.Get("to"); v != "" {
+		a, e := parseAddress(v, "to")
+		if e != nil {
+			return lq, e
+		}
+		f.To = a.Hex()
+	}
 	f.Owner = q.Get("api_key") // an admin's choice; list() pins a client key to its own
 	if v := q.Get("metadata"); v != "" {
 		k, val, ok := strings.Cut(v, ":")
@@ -78,7 +104,27 @@ func parseListQuery(q url.Values, extra ...string) (listQuery, *Error) {
 		}
 		f.MetaKey, f.MetaValue = k, val
 	}
+	for k, vs := range q {
+		key, ok := strings.CutPrefix(k, metadataParam)
+		if !ok {
+			continue
+		}
+		if key == "" || f.MetaKey != "" || len(vs) != 1 {
+			return lq, invalid("invalid_metadata_filter", k, "one metadata filter per listing: metadata.<key>=<value> (or metadata=key:value)")
+		}
+		f.MetaKey, f.MetaValue = key, vs[0]
+	}
 	return lq, nil
+}
+
+// cloneValues copies q, so that filling in an alias leaves the request's
+// own query alone.
+func cloneValues(q url.Values) url.Values {
+	out := make(url.Values, len(q))
+	for k, v := range q {
+		out[k] = slices.Clone(v)
+	}
+	return out
 }
 
 // list reads one page of jobs of this chain.
@@ -89,7 +135,7 @@ func (s *Server) list(c echo.Context, lq listQuery) ([]*jobs.Job, string, error)
 		}
 		lq.filter.Owner = p.name // a key that is not an admin lists its own jobs only
 	}
-	list, next, err := s.store.ListFilter(c.Request().Context(), lq.filter, lq.limit, lq.cursor)
+	list, next, err := s.listAnywhere(c.Request().Context(), lq.filter, lq.limit, lq.cursor)
 	if err != nil {
 		return nil, "", apiError(CodeUnavailable, "could not list jobs: %v", err)
 	}

@@ -5,6 +5,7 @@ import (
 	"fmt"
 	"net/http"
 	"net/url"
+	"strings"
 	"testing"
 
 	"github.com/stretchr/testify/require"
@@ -40,13 +41,22 @@ func TestListJobsFilters(t *testing.T) {
 	require.Equal(t, []string{ids[2], ids[1], ids[0]}, list("since=2000-01-01T00:00:00Z&until=2999-01-01T00:00:00Z"))
 	require.Empty(t, list("until=2000-01-01T00:00:00Z"))
 	require.Empty(t, list("from="+b.signer.Hex()), "queued jobs have no signer yet")
+	require.Empty(t, list("signer="+b.signer.Hex()))
+	require.Equal(t, []string{ids[2]}, list("metadata.order=o-2"))
+	require.Equal(t, []string{ids[2], ids[1], ids[0]}, list("to="+strings.ToLower(testCounter)+"&created_after=2000-01-01T00:00:00Z"))
+	require.Empty(t, list("to=0x0000000000000000000000000000000000000001"))
 
 	for _, tc := range []struct{ query, code, field string }{
 		{"since=yesterday", "invalid_time", "since"},
 		{"until=2026-01-02", "invalid_time", "until"},
 		{"from=0x12", "invalid_address", "from"},
 		{"metadata=order", "invalid_metadata_filter", "metadata"},
-		{"signer=0x12", "unknown_parameter", "signer"},
+		{"signer=0x12", "invalid_address", "from"},
+		{"to=0x12", "invalid_address", "to"},
+		{"from=0x0000000000000000000000000000000000000001&signer=0x0000000000000000000000000000000000000002", "conflicting_parameters", "signer"},
+		{"metadata.=1", "invalid_metadata_filter", "metadata."},
+		{"metadata=a:1&metadata.b=2", "invalid_metadata_filter", "metadata.b"},
+		{"sender=0x12", "unknown_parameter", "sender"},
 	} {
 		r := b.do(http.MethodGet, "/v1/jobs?"+tc.query, "")
 		require.Equal(t, http.StatusBadRequest, r.Status, tc.query)

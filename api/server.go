@@ -13,6 +13,7 @@ import (
 	"math/big"
 	"net/http"
 	"net/netip"
+	"slices"
 	"strconv"
 	"sync"
 	"time"
@@ -85,6 +86,10 @@ type Config struct {
 	ErrorABI       *abi.ABI
 	BatchBodyLimit string
 
+	// Archive, if set, holds the final jobs that left Redis: reads of a
+	// job, listings and exports look there too (archive.go).
+	Archive JobArchive
+
 	// Chains are the chains the API serves (at least one), each with its
 	// own jobs, queues, contracts, node and signers; requests name theirs
 	// with "chain" (chains.go). A deployment configured by the environment
@@ -142,6 +147,10 @@ func New(ctx context.Context, cfg Config) (*Server, error) {
 	}
 	if len(cfg.Chains) == 0 {
 		return nil, errors.New("api: no chains to serve")
+	}
+	if cfg.Archive != nil {
+		// A replayed Idempotency-Key may name a job already archived.
+		cfg.StoreOptions = append(slices.Clone(cfg.StoreOptions), jobs.WithArchived(cfg.Archive.Get))
 	}
 	keys, err := apikey.Parse(cfg.APIKeys)
 	if err != nil {
@@ -245,6 +254,7 @@ func (s *Server) routes() {
 	// Each route runs on the Server of the request's chain (chains.go).
 	v1.POST("/jobs", s.onChain(counted(byBody), (*Server).createJob))
 	v1.GET("/jobs", s.onChain(byQuery, (*Server).listJobs))
+	v1.GET("/jobs/export", s.onChain(byQuery, (*Server).exportJobs))
 	v1.GET("/jobs/:id", s.onChain(byJob, (*Server).getJob))
 	v1.POST("/jobs/:id/cancel", s.onChain(byJob, (*Server).cancelJob))
 	v1.GET("/signers", s.listAllSigners)
@@ -513,7 +523,7 @@ func (s *Server) getJob(c echo.Context) error {
 	if _, ok := jobs.CreatedAt(id); !ok {
 		return apiError(CodeNotFound, "no job %q", clip(id))
 	}
-	j, err := s.store.Get(c.Request().Context(), id)
+	j, err := s.getAnywhere(c.Request().Context(), id)
 	if errors.Is(err, jobs.ErrNotFound) || err == nil && !caller(c).owns(j) {
 		// Another key's job is answered as an unknown id: its existence
 		// is not the caller's to learn.

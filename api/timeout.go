@@ -21,6 +21,9 @@ const DefaultRequestTimeout = 10 * time.Second
 func (s *Server) deadline() echo.MiddlewareFunc {
 	d := s.cfg.RequestTimeout
 	return middleware.ContextTimeoutWithConfig(middleware.ContextTimeoutConfig{
+		// An export streams a range of any size; each page's reads have
+		// the deadline (exportJobs).
+		Skipper: func(c echo.Context) bool { return c.Path() == "/v1/jobs/export" },
 		Timeout: d,
 		ErrorHandler: func(err error, c echo.Context) error {
 			if !errors.Is(c.Request().Context().Err(), context.DeadlineExceeded) || callerError(err) {

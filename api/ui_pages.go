@@ -265,7 +265,7 @@ func (s *Server) uiJob(c echo.Context) error {
 	if _, ok := jobs.CreatedAt(id); !ok {
 		return s.uiErrorPage(c, apiError(CodeNotFound, "no job %q", clip(id)))
 	}
-	j, err := s.store.Get(c.Request().Context(), id)
+	j, err := s.getAnywhere(c.Request().Context(), id)
 	if err == nil && !caller(c).owns(j) {
 		err = jobs.ErrNotFound // another key's job, as GET /v1/jobs/{id}
 	}

@@ -33,6 +33,9 @@ const (
 	DefaultBodyLimit     = "1M"
 	DefaultSweepAfter    = 30 * time.Second
 	DefaultJobRetention  = 7 * 24 * time.Hour
+	// DefaultHotRetention is how long a final job stays in Redis before
+	// the archiver moves it to PostgreSQL (with RELAYQ_ARCHIVE_URL only).
+	DefaultHotRetention = time.Hour
 	// DefaultMaxRetries is how many failed runs a send task may retry
 	// (tasks.SendMaxRetry); node outages and waits for funds do not count.
 	DefaultMaxRetries  = 200
@@ -98,6 +101,14 @@ type Config struct {
 	RedisMinReplicas int
 	RedisWaitTimeout time.Duration
 
+	// ArchiveURL (RELAYQ_ARCHIVE_URL, or archive_url in relayq.yaml; the
+	// variable wins) is the PostgreSQL archive of final jobs
+	// (postgres://…, docs/archive.md); "": no archive, Redis keeps jobs
+	// for JobRetention. With it, final jobs leave Redis for the archive
+	// after HotRetention (RELAYQ_HOT_RETENTION) and JobRetention is unused.
+	ArchiveURL   string
+	HotRetention time.Duration
+
 	// ConfigFile (RELAYQ_CONFIG) is the path of a relayq.yaml that lists
 	// the chains to serve (docs/config.md); "" when the chain-level
 	// variables (RELAYQ_RPC_URL, RELAYQ_PRIVATE_KEYS, ...) describe the one
@@ -158,7 +169,13 @@ func FromEnv(getenv func(string) string) (Config, error) {
 	var chainErrs []error
 	env := envChain(getenv, &chainErrs)
 
+	c.ArchiveURL = strings.TrimSpace(getenv("RELAYQ_ARCHIVE_URL"))
+	c.HotRetention = durVar(getenv, "RELAYQ_HOT_RETENTION", DefaultHotRetention, &errs)
+
 	c.ConfigFile = strings.TrimSpace(getenv(ConfigFileVar))
+	if c.ConfigFile != "" && c.ArchiveURL == "" {
+		c.ArchiveURL = fileArchiveURL(c.ConfigFile)
+	}
 	if c.ConfigFile == "" {
 		errs = append(errs, chainErrs...)
 		c.Chains = []Chain{env}
@@ -302,6 +319,17 @@ func (c Config) Check(role Role) error {
 	if c.JobRetention != 0 && c.JobRetention < 24*time.Hour {
 		// An Idempotency-Key is remembered 24 h: its job must outlive it.
 		bad("RELAYQ_JOB_RETENTION", "%s is below 24h, how long an Idempotency-Key is remembered (0 keeps jobs forever)", c.JobRetention)
+	}
+	if c.ArchiveURL != "" {
+		if u, err := url.Parse(c.ArchiveURL); err != nil || (u.Scheme != "postgres" && u.Scheme != "postgresql") {
+			bad("RELAYQ_ARCHIVE_URL", "is not a postgres:// URL")
+		}
+		if c.HotRetention < time.Second {
+			// A job is moved only once its block is confirmations deep
+			// (asserted by the archiver); the window adds a margin and
+			// keeps recent jobs in Redis. Tests use seconds.
+			bad("RELAYQ_HOT_RETENTION", "%s is below 1s", c.HotRetention)
+		}
 	}
 	if c.WebhookSecret != "" && len(c.WebhookSecret) < webhook.MinSecretLength {
 		bad("RELAYQ_WEBHOOK_SECRET", "is %d characters; at least %d (e.g. openssl rand -hex 32)", len(c.WebhookSecret), webhook.MinSecretLength)

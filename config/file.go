@@ -31,6 +31,25 @@ const (
 // reports what is missing); unknown keys are errors.
 type fileDoc struct {
 	Chains []fileChain `yaml:"chains"`
+	// ArchiveURL is the deployment's PostgreSQL archive (see
+	// Config.ArchiveURL); read by fileArchiveURL.
+	ArchiveURL string `yaml:"archive_url"`
+}
+
+// fileArchiveURL reads archive_url from relayq.yaml at path ("" when
+// absent). The file's other problems are readChainsFile's to report.
+func fileArchiveURL(path string) string {
+	b, err := os.ReadFile(path)
+	if err != nil {
+		return "" // reported by readChainsFile
+	}
+	var doc struct {
+		ArchiveURL string `yaml:"archive_url"`
+	}
+	if yaml.Unmarshal(b, &doc) != nil {
+		return ""
+	}
+	return strings.TrimSpace(doc.ArchiveURL)
 }
 
 type fileChain struct {

@@ -14,13 +14,14 @@ import (
 //
 // Status and the time range are read from the indexes (ids are UUIDv7, so
 // a creation time is a bound on the id). From and the metadata field are
-// checked on the records: a page may then come back with fewer jobs than
+// checked on the records (as is To): a page may then come back with fewer jobs than
 // asked for, and a next cursor, after MaxScan ids were read.
 type Filter struct {
 	Status Status
 	Since  time.Time // created at or after (zero: no bound)
 	Until  time.Time // created before (zero: no bound)
 	From   string    // the signer's address, any case ("": any)
+	To     string    // the called address, any case ("": any)
 	// MetaKey and MetaValue select jobs whose metadata has the top-level
 	// field MetaKey equal to MetaValue: a string's value, or the JSON text
 	// of a number, boolean or null. MetaKey "": no metadata filter.
@@ -38,11 +39,14 @@ const MaxScan = 2000
 const scanChunk = 200
 
 // needsRecords reports whether f checks fields of the records themselves.
-func (f Filter) needsRecords() bool { return f.From != "" || f.MetaKey != "" }
+func (f Filter) needsRecords() bool { return f.From != "" || f.To != "" || f.MetaKey != "" }
 
 // match reports whether j passes the record checks of f.
 func (f Filter) match(j *Job) bool {
 	if f.From != "" && !strings.EqualFold(j.From, f.From) {
+		return false
+	}
+	if f.To != "" && !strings.EqualFold(j.To, f.To) {
 		return false
 	}
 	if f.MetaKey == "" {

@@ -174,7 +174,9 @@ func (s *Store) CreateMany(ctx context.Context, js []*Job, idemKeys []string) (o
 		}
 		for k, p := range prev {
 			if p == nil {
-				return nil, nil, fmt.Errorf("create jobs: load job %s of an idempotency key: %w", prevIDs[k], ErrNotFound)
+				if p, err = s.getArchived(ctx, prevIDs[k]); err != nil {
+					return nil, nil, fmt.Errorf("create jobs: load job %s of an idempotency key: %w", prevIDs[k], err)
+				}
 			}
 			out[prevAt[k]] = p
 		}

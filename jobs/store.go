@@ -34,6 +34,25 @@ type Store struct {
 	// write, within waitTimeout; 0: writes do not wait.
 	replicas    int
 	waitTimeout time.Duration
+
+	// archived (WithArchived) loads a job that left Redis for the
+	// archive: an Idempotency-Key outlives the hot window.
+	archived func(ctx context.Context, id string) (*Job, error)
+}
+
+// WithArchived gives the store the archive's loader, so that a request
+// repeating the Idempotency-Key of a job already archived is answered
+// with that job rather than an error.
+func WithArchived(get func(ctx context.Context, id string) (*Job, error)) Option {
+	return func(s *Store) { s.archived = get }
+}
+
+// getArchived loads job id from the archive, if the store has one.
+func (s *Store) getArchived(ctx context.Context, id string) (*Job, error) {
+	if s.archived == nil {
+		return nil, fmt.Errorf("get job %s: %w", id, ErrNotFound)
+	}
+	return s.archived(ctx, id)
 }
 
 // Option configures a Store.
@@ -156,6 +175,15 @@ func (s *Store) Create(ctx context.Context, j *Job, idemKey string) (job *Job, c
 	}
 	prevID, prevHash, _ := strings.Cut(res[1].(string), "\n")
 	prev, err := s.Get(ctx, prevID)
+	if errors.Is(err, ErrNotFound) {
+		// Archived: durable in PostgreSQL, no replica to wait for.
+		if prev, err = s.getArchived(ctx, prevID); err == nil {
+			if prevHash != j.BodyHash {
+				return prev, false, ErrIdempotencyMismatch
+			}
+			return prev, false, nil
+		}
+	}
 	if err != nil {
 		return nil, false, fmt.Errorf("create job: load job of idempotency key: %w", err)
 	}

@@ -9,6 +9,9 @@
 #     with go install into <repo>/.tools/bin, for internal/testenv.StartLocalKMS.
 #   - chromium, from Debian (apt-get), for the UI's browser test
 #     (internal/integration/ui_test.go drives it headless with chromedp).
+#   - postgresql, from Debian (apt-get), for internal/testenv.StartPostgres
+#     (initdb and postgres under /usr/lib/postgresql/<version>/bin; the
+#     tests start their own server, never the system one).
 # Idempotent and quiet when everything is already present; works from any cwd.
 set -euo pipefail
 
@@ -56,6 +59,17 @@ if ! command -v chromium >/dev/null 2>&1; then
 	command -v chromium >/dev/null 2>&1 || { echo "install-test-deps: chromium still missing" >&2; exit 1; }
 fi
 
+pg_bin() {
+	ls -d /usr/lib/postgresql/*/bin 2>/dev/null | sort -V | tail -n1
+}
+
+if [ -z "$(pg_bin)" ] || [ ! -x "$(pg_bin)/initdb" ]; then
+	echo "install-test-deps: installing postgresql (apt-get) for the archive's tests" >&2
+	sudo_if_needed apt-get update -qq
+	sudo_if_needed env DEBIAN_FRONTEND=noninteractive apt-get install -y -qq postgresql >/dev/null
+	[ -x "$(pg_bin)/initdb" ] || { echo "install-test-deps: postgresql still missing" >&2; exit 1; }
+fi
+
 installed_version() {
 	[ -f "$ANVIL_DIR/package.json" ] || return 0
 	sed -n 's/^ *"version": *"\([^"]*\)".*/\1/p' "$ANVIL_DIR/package.json" | head -n1
@@ -89,4 +103,5 @@ redis-server --version >/dev/null || { echo "install-test-deps: redis-server doe
 redis-cli --version >/dev/null || { echo "install-test-deps: redis-cli does not run" >&2; exit 1; }
 "$ANVIL_BIN" --version >/dev/null || { echo "install-test-deps: $ANVIL_BIN does not run" >&2; exit 1; }
 [ "$(local_kms_version)" = "$LOCAL_KMS_VERSION" ] || { echo "install-test-deps: $LOCAL_KMS_BIN is not $LOCAL_KMS_VERSION" >&2; exit 1; }
+"$(pg_bin)/postgres" --version >/dev/null || { echo "install-test-deps: postgres does not run" >&2; exit 1; }
 chromium --headless --no-sandbox --disable-gpu --version >/dev/null 2>&1 || { echo "install-test-deps: chromium does not run" >&2; exit 1; }

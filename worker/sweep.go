@@ -100,8 +100,11 @@ const pruneBatches = 50
 // Prune deletes jobs in a final status created more than JobRetention
 // before now (none when JobRetention is 0), in batches, and returns how
 // many. Redis holds every job until then: a few kB each.
+//
+// With an archive, final jobs leave Redis only through it (ArchiveJobs):
+// Prune deletes nothing, so no job is deleted that was not archived.
 func (w *Worker) Prune(ctx context.Context, now time.Time) (int, error) {
-	if w.cfg.JobRetention <= 0 {
+	if w.cfg.JobRetention <= 0 || w.cfg.Archive != nil {
 		return 0, nil
 	}
 	total := 0

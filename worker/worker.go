@@ -79,6 +79,13 @@ type Config struct {
 	// Queues are the Asynq queues of this worker's chain (zero:
 	// tasks.DefaultQueues); with several chains each has its own.
 	Queues tasks.Queues
+	// Archive, if set, receives final jobs once they have been final for
+	// HotRetention (default DefaultHotRetention): the archiver looks every
+	// ArchiveEvery (default DefaultArchiveEvery) and deletes from Redis
+	// what the archive committed. It replaces JobRetention's pruning.
+	Archive      Archiver
+	HotRetention time.Duration
+	ArchiveEvery time.Duration
 }
 
 // Account is one signer with its nonce allocator.
@@ -136,6 +143,12 @@ func New(ctx context.Context, cfg Config) (*Worker, error) {
 	}
 	if cfg.PollInterval <= 0 {
 		cfg.PollInterval = time.Second
+	}
+	if cfg.HotRetention <= 0 {
+		cfg.HotRetention = DefaultHotRetention
+	}
+	if cfg.ArchiveEvery <= 0 {
+		cfg.ArchiveEvery = DefaultArchiveEvery
 	}
 	if cfg.SweepAfter <= 0 {
 		cfg.SweepAfter = 30 * time.Second
@@ -264,6 +277,13 @@ func (w *Worker) Run(ctx context.Context) error {
 		defer wg.Done()
 		w.runSweeper(ctx)
 	}()
+	if w.cfg.Archive != nil {
+		wg.Add(1)
+		go func() {
+			defer wg.Done()
+			w.runArchiver(ctx)
+		}()
+	}
 	wg.Add(1)
 	go func() {
 		defer wg.Done()

@@ -28,6 +28,8 @@ func runBench(ctx context.Context, args []string, stdout, stderr io.Writer) erro
 	fs.IntVar(&o.FastJobs, "fast-jobs", 10000, "jobs of the fast-chain scenario (run it with -only fast)")
 	fs.DurationVar(&o.FastBlockTime, "fast-block-time", 250*time.Millisecond, "the fast chain's anvil --block-time")
 	fs.Uint64Var(&o.FastGasLimit, "fast-gas-limit", 1_000_000_000, "the fast chain's anvil --gas-limit")
+	fs.StringVar(&o.SoakArchiveURL, "soak-archive", "", "run the soak with the PostgreSQL archive at this postgres:// URL (RELAYQ_ARCHIVE_URL)")
+	fs.DurationVar(&o.SoakHotRetention, "soak-hot", 10*time.Second, "RELAYQ_HOT_RETENTION of the soak with -soak-archive")
 	fs.IntVar(&o.Clients, "clients", 32, "concurrent HTTP clients posting jobs")
 	fs.IntVar(&o.BlockTime, "block-time", 1, "anvil --block-time in seconds")
 	fs.Uint64Var(&o.BlockGasLimit, "block-gas-limit", 0, "anvil --gas-limit (0: anvil's default, 30M)")

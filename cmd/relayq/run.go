@@ -15,6 +15,7 @@ import (
 
 	"github.com/relayq/relayq/api"
 	"github.com/relayq/relayq/apikey"
+	"github.com/relayq/relayq/archive"
 	"github.com/relayq/relayq/config"
 	"github.com/relayq/relayq/internal/devchain/contract"
 	"github.com/relayq/relayq/internal/redisconn"
@@ -140,6 +141,20 @@ func serve(ctx context.Context, role config.Role, cfg config.Config, log *slog.L
 		return fmt.Errorf("redis at REDIS_URL does not answer: %w", err)
 	}
 	log.Info("redis", "mode", conn.Mode(), "addrs", conn.Addrs(), "prefix", cfg.Prefix, "min_replicas", cfg.RedisMinReplicas)
+	var arch *archive.Archive
+	if cfg.ArchiveURL != "" {
+		// Reached on first use: a PostgreSQL that is down holds nothing up
+		// (final jobs wait in Redis until it is back).
+		if arch, err = archive.Open(cfg.ArchiveURL); err != nil {
+			return err
+		}
+		defer arch.Close()
+		if err := arch.Ping(startCtx); err != nil {
+			log.Warn("archive: PostgreSQL does not answer yet; final jobs stay in Redis until it does", "err", err)
+		} else {
+			log.Info("archive", "hot_retention", cfg.HotRetention.String())
+		}
+	}
 	m := metrics.New()
 	chains, err := startChains(startCtx, cfg, rdb, m, log)
 	defer func() {
@@ -163,14 +178,18 @@ func serve(ctx context.Context, role config.Role, cfg config.Config, log *slog.L
 				apiChains[i].ChainID = ch.cfg.ChainID // declared: served even while its node is down
 			}
 		}
-		srv, err = api.New(startCtx, api.Config{
+		apiCfg := api.Config{
 			Redis: rdb, RedisConnOpt: connOpt, Chains: apiChains, APIKeys: cfg.APIKeys, Metrics: m,
 			MonitorWrite: cfg.MonitorWrite, MetricsAuth: cfg.MetricsAuth, Log: log,
 			WebhookSecret: cfg.WebhookSecret, WebhookAllow: cfg.WebhookAllow, WebhookSecrets: hookSecrets,
 			RateLimit: float64(cfg.RateLimit), RateBurst: int(cfg.RateBurst), RequestTimeout: cfg.RequestTimeout,
 			StoreOptions: storeOpts,
 			ErrorABI:     &contract.ABI, // as the worker's: the sample contract's custom errors by name
-		})
+		}
+		if arch != nil {
+			apiCfg.Archive = arch
+		}
+		srv, err = api.New(startCtx, apiCfg)
 		if err != nil {
 			return err
 		}
@@ -204,6 +223,10 @@ func serve(ctx context.Context, role config.Role, cfg config.Config, log *slog.L
 					ShutdownTimeout: cfg.DrainTimeout(),
 					StoreOptions:    storeOpts,
 					MaxInFlight:     ch.cfg.SignerMaxInFlight,
+					Archive:         workerArchive(arch),
+					HotRetention:    cfg.HotRetention,
+					// A short window (tests) is looked at more often.
+					ArchiveEvery: min(worker.DefaultArchiveEvery, max(cfg.HotRetention/2, time.Second)),
 				}, log); err != nil {
 					errc <- err
 				}
@@ -256,4 +279,13 @@ func serve(ctx context.Context, role config.Role, cfg config.Config, log *slog.L
 	}
 	log.Info("stopped", "took", time.Since(began).String())
 	return first
+}
+
+// workerArchive is arch as the worker's Archiver: no archive stays a nil
+// interface.
+func workerArchive(arch *archive.Archive) worker.Archiver {
+	if arch == nil {
+		return nil
+	}
+	return arch
 }

@@ -20,27 +20,32 @@ import (
 
 // Options configure a run. Zero values take the defaults in Defaults.
 type Options struct {
-	Jobs          int           // jobs per relayq scenario and transfers of the raw one
-	NaiveJobs     int           // jobs of the naive loop (it does about one per block)
-	Signers       int           // signers of the multi-signer scenario
-	APIJobs       int           // jobs posted to the API alone, flat out
-	APIRate       int           // jobs/s of the API's paced phase
-	APISeconds    int           // length of the API's paced phase
-	SoakJobs      int           // jobs of the soak (only run when asked for: -only soak)
-	SoakRate      int           // jobs/s posted during the soak
-	Clients       int           // concurrent HTTP clients posting jobs
-	BlockTime     int           // anvil --block-time, seconds
-	BlockGasLimit uint64        // anvil --gas-limit; 0: anvil's default (30M)
-	PollInterval  time.Duration // relayq's RELAYQ_POLL_INTERVAL
-	Timeout       time.Duration // per scenario
-	Chart         string        // PNG path; "" for none
-	Dir           string        // logs and Redis data; "" for a temporary directory
-	Only          []string      // scenarios to run: raw, relayq, relayq-multi, naive, api, fast, soak, kms (all but fast, soak and kms when empty)
-	FastJobs      int           // jobs of the fast-chain scenario (its raw limit sends as many calls)
-	FastBlockTime time.Duration // the fast chain's anvil --block-time
-	FastGasLimit  uint64        // the fast chain's anvil --gas-limit
-	ProfileDir    string        // write CPU profiles of relayq's api and worker here ("": none)
-	ProfileFor    time.Duration // how long each profile runs, from the first POST
+	Jobs       int // jobs per relayq scenario and transfers of the raw one
+	NaiveJobs  int // jobs of the naive loop (it does about one per block)
+	Signers    int // signers of the multi-signer scenario
+	APIJobs    int // jobs posted to the API alone, flat out
+	APIRate    int // jobs/s of the API's paced phase
+	APISeconds int // length of the API's paced phase
+	SoakJobs   int // jobs of the soak (only run when asked for: -only soak)
+	SoakRate   int // jobs/s posted during the soak
+	// SoakArchiveURL, if set, runs the soak with the PostgreSQL archive
+	// on (RELAYQ_ARCHIVE_URL) and SoakHotRetention (default 10s) as
+	// RELAYQ_HOT_RETENTION: Redis's used_memory stays bounded by the window.
+	SoakArchiveURL   string
+	SoakHotRetention time.Duration
+	Clients          int           // concurrent HTTP clients posting jobs
+	BlockTime        int           // anvil --block-time, seconds
+	BlockGasLimit    uint64        // anvil --gas-limit; 0: anvil's default (30M)
+	PollInterval     time.Duration // relayq's RELAYQ_POLL_INTERVAL
+	Timeout          time.Duration // per scenario
+	Chart            string        // PNG path; "" for none
+	Dir              string        // logs and Redis data; "" for a temporary directory
+	Only             []string      // scenarios to run: raw, relayq, relayq-multi, naive, api, fast, soak, kms (all but fast, soak and kms when empty)
+	FastJobs         int           // jobs of the fast-chain scenario (its raw limit sends as many calls)
+	FastBlockTime    time.Duration // the fast chain's anvil --block-time
+	FastGasLimit     uint64        // the fast chain's anvil --gas-limit
+	ProfileDir       string        // write CPU profiles of relayq's api and worker here ("": none)
+	ProfileFor       time.Duration // how long each profile runs, from the first POST
 
 	AnvilBin, RedisBin, RelayqBin string
 	LocalKMSBin                   string        // local-kms, for the kms scenario only
@@ -78,6 +83,9 @@ func (o *Options) Defaults() {
 	}
 	if o.SoakJobs == 0 {
 		o.SoakJobs = 100000
+	}
+	if o.SoakHotRetention == 0 {
+		o.SoakHotRetention = 10 * time.Second
 	}
 	if o.SoakRate == 0 {
 		o.SoakRate = 1000
@@ -133,6 +141,7 @@ type Result struct {
 	NoRatio               bool           // not comparable with the raw limit (the API alone, the soak)
 	RawRef                *Result        // the raw limit this one is a ratio of (nil: the report's Raw)
 	RSS                   []rssPoint     // the soak's memory samples
+	Archive               bool           // the soak ran with the archive on
 }
 
 // Rate is jobs (or transactions) per second.

@@ -89,6 +89,9 @@ func (o *Options) startStack(ctx context.Context, dir, name string, signers int,
 		"RELAYQ_RATE_LIMIT=0",
 		"RELAYQ_LOG_LEVEL=warn",
 	)
+	if name == "soak" && o.SoakArchiveURL != "" {
+		env = append(env, "RELAYQ_ARCHIVE_URL="+o.SoakArchiveURL, "RELAYQ_HOT_RETENTION="+o.SoakHotRetention.String())
+	}
 	if kk != nil {
 		env = append(env, kk.env...) // the later RELAYQ_PRIVATE_KEYS wins
 		st.addrs = []string{kk.addr}

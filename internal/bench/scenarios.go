@@ -303,14 +303,22 @@ func postJob(ctx context.Context, hc *http.Client, base, key, body string) (stri
 
 // waitMined polls the status indexes until n jobs are mined or beyond.
 func waitMined(ctx context.Context, store *jobs.Store, n int, p *progress, limit time.Duration) error {
-	return waitMinedFn(ctx, store, n, p, limit, nil)
+	return waitMinedFn(ctx, store, n, p, limit, nil, nil)
 }
 
-// waitMinedFn is waitMined telling seen of each count.
-func waitMinedFn(ctx context.Context, store *jobs.Store, n int, p *progress, limit time.Duration, seen func(int)) error {
+// waitMinedFn is waitMined telling seen of each count; archived, if set,
+// counts the jobs that already left Redis for the archive.
+func waitMinedFn(ctx context.Context, store *jobs.Store, n int, p *progress, limit time.Duration, seen func(int), archived func(context.Context) (int64, error)) error {
 	deadline := time.Now().Add(limit)
 	for {
 		var total int64
+		if archived != nil {
+			c, err := archived(ctx)
+			if err != nil {
+				return err
+			}
+			total += c
+		}
 		for _, st := range []jobs.Status{jobs.Mined, jobs.Confirmed, jobs.Failed} {
 			c, err := store.Count(ctx, st)
 			if err != nil {

@@ -59,6 +59,7 @@ type stackOptions struct {
 	worker      func(*worker.Config)              // adjust the worker's configuration
 	proxy       bool                              // the worker reaches the node through an RPCProxy (s.proxy); the API directly
 	metrics     *metrics.Metrics                  // shared by the API and the worker, as in relayq serve (nil: none)
+	api         func(*api.Config)                 // adjust the API's configuration
 }
 
 func newStack(t *testing.T, opts stackOptions) *stack {
@@ -121,11 +122,15 @@ func newStack(t *testing.T, opts stackOptions) *stack {
 	if !opts.noWorkerRun {
 		s.runWorker()
 	}
-	srv, err := api.New(ctx, api.Config{
+	acfg := api.Config{
 		Redis: s.rdb, RedisConnOpt: asynq.RedisClientOpt{Addr: s.redis.Addr()}, APIKeys: []string{testAPIKey},
 		Chains: []api.Chain{{Name: api.DefaultChainName, Prefix: "relayq:", Node: s.node, Confirmations: 1}},
 		Log:    log, Metrics: opts.metrics,
-	})
+	}
+	if opts.api != nil {
+		opts.api(&acfg)
+	}
+	srv, err := api.New(ctx, acfg)
 	require.NoError(t, err)
 	t.Cleanup(func() { srv.Close() })
 	s.api = httptest.NewServer(srv.Handler())

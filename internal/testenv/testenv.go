@@ -1,6 +1,7 @@
 // Package testenv starts the real external programs that relayq's tests run
 // against: a private redis-server (Redis), an anvil dev chain (Anvil) and an
-// AWS KMS stand-in (StartLocalKMS), each on a free loopback port with its own
+// AWS KMS stand-in (StartLocalKMS) and a PostgreSQL server
+// (StartPostgres), each on a free loopback port with its own
 // temporary directory, torn down by t.Cleanup.
 //
 // The programs are installed by scripts/install-test-deps.sh (redis-server
@@ -112,6 +113,8 @@ type process struct {
 	args    []string
 	env     []string // nil: inherit the test's environment
 	logPath string
+	// cred, if set, runs the child as another user (postgres refuses root).
+	cred *syscall.Credential
 
 	mu   sync.Mutex
 	cmd  *exec.Cmd
@@ -138,6 +141,7 @@ func (p *process) start() error {
 	cmd.Stdout = logFile
 	cmd.Stderr = logFile
 	cmd.SysProcAttr = sysProcAttr()
+	cmd.SysProcAttr.Credential = p.cred
 	cmd.Env = p.env
 	if err := spawn(cmd); err != nil {
 		return fmt.Errorf("start %s: %w", p.name, err)
