@@ -26,7 +26,7 @@ import (
 //
 // Returns as transitionScript: {1, first status}, {0, current status} or
 // {-1, ""}.
-var pathScript = redis.NewScript(`
+var pathScript = redis.NewScript(recordEventLua + `
 local cur = redis.call("HGET", KEYS[1], "status")
 if not cur then return {-1, ""} end
 if cur == "" or not string.find(ARGV[2], " " .. cur .. " ", 1, true) then return {0, cur} end
@@ -41,13 +41,7 @@ while i <= #ARGV do
   local n = redis.call("RPUSH", KEYS[2], '{"from":"' .. cur .. '","to":"' .. to .. '","at":"' .. ARGV[4] .. '","note":' .. note .. '}')
   if string.find(ARGV[6], " " .. to .. " ", 1, true) then
     if url == nil then url = redis.call("HGET", KEYS[1], "webhook_url") or "" end
-    if url ~= "" then
-      local snap = KEYS[1] .. ":event:" .. (n - 1)
-      redis.call("DEL", snap)
-      redis.call("HSET", snap, unpack(redis.call("HGETALL", KEYS[1])))
-      redis.call("HSET", snap, "event_attempts", redis.call("LLEN", KEYS[3]))
-      redis.call("ZADD", KEYS[4], ARGV[5], ARGV[1] .. "." .. (n - 1))
-    end
+    if url ~= "" then recordEvent(n, ARGV[5]) end
   end
   cur = to
   i = i + 3 + 2 * nf

@@ -36,7 +36,7 @@ import (
 // no such job.
 var transitionScript = redis.NewScript(transitionLua)
 
-const transitionLua = `
+const transitionLua = recordEventLua + `
 local cur = redis.call("HGET", KEYS[1], "status")
 if not cur then return {-1, ""} end
 if cur == "" or not string.find(ARGV[3], " " .. cur .. " ", 1, true) then return {0, cur} end
@@ -55,16 +55,25 @@ if cur ~= ARGV[2] then
   end
   if string.find(ARGV[9], " " .. ARGV[2] .. " ", 1, true) or (cur == "mined" and ARGV[2] == "submitted") then
     local url = redis.call("HGET", KEYS[1], "webhook_url")
-    if url and url ~= "" then
-      local snap = KEYS[1] .. ":event:" .. (n - 1)
-      redis.call("DEL", snap)
-      redis.call("HSET", snap, unpack(redis.call("HGETALL", KEYS[1])))
-      redis.call("HSET", snap, "event_attempts", redis.call("LLEN", KEYS[3]))
-      redis.call("ZADD", KEYS[4], ARGV[8], ARGV[1] .. "." .. (n - 1))
-    end
+    if url and url ~= "" then recordEvent(n, ARGV[8]) end
   end
 end
 return {1, cur}
+`
+
+// recordEventLua defines recordEvent(n, score): the webhook event of the
+// job's change at history index n-1 (1-based n, as RPUSH answers), a
+// snapshot of the job as it is now under KEYS[1]..":event:"..(n-1) and its
+// id "<job id>.<n-1>" in the outbox KEYS[4], scored score; KEYS[3] is the
+// attempts list and ARGV[1] the job id, in every script that uses it.
+const recordEventLua = `
+local function recordEvent(n, score)
+  local snap = KEYS[1] .. ":event:" .. (n - 1)
+  redis.call("DEL", snap)
+  redis.call("HSET", snap, unpack(redis.call("HGETALL", KEYS[1])))
+  redis.call("HSET", snap, "event_attempts", redis.call("LLEN", KEYS[3]))
+  redis.call("ZADD", KEYS[4], score, ARGV[1] .. "." .. (n - 1))
+end
 `
 
 // boundTransitionScript is transitionScript behind one more check, for a

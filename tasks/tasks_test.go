@@ -72,3 +72,31 @@ func TestChainQueuesAreApart(t *testing.T) {
 	require.Equal(t, TypeSend, task.Type())
 	require.Contains(t, opts, asynq.Queue("relayq-1"))
 }
+
+// A batch task carries its jobs' ids; a batch of one is a job's own task;
+// a payload with neither, both, an empty id or too many ids is refused.
+func TestSendBatchTask(t *testing.T) {
+	task, opts, err := NewSendBatchTask("", []string{"a", "b", "c"})
+	require.NoError(t, err)
+	p, err := ParseSendPayload(task.Payload())
+	require.NoError(t, err)
+	require.Equal(t, []string{"a", "b", "c"}, p.IDs())
+	require.Empty(t, p.JobID)
+	require.Contains(t, opts, asynq.TaskID("batch:a"))
+
+	one, opts, err := NewSendBatchTask("q", []string{"a"})
+	require.NoError(t, err)
+	p, err = ParseSendPayload(one.Payload())
+	require.NoError(t, err)
+	require.Equal(t, "a", p.JobID, "a batch of one is the job's own task")
+	require.Contains(t, opts, asynq.TaskID("a"))
+
+	for _, ids := range [][]string{nil, {"a", ""}, make([]string, MaxSendBatch+1)} {
+		_, _, err := NewSendBatchTask("", ids)
+		require.Error(t, err, "%d ids", len(ids))
+	}
+	for _, bad := range []string{`{"job_id":"a","job_ids":["b"]}`, `{"job_ids":[]}`, `{"job_ids":["a",""]}`} {
+		_, err := ParseSendPayload([]byte(bad))
+		require.Error(t, err, bad)
+	}
+}

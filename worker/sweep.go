@@ -63,10 +63,17 @@ func (w *Worker) Sweep(ctx context.Context, now time.Time) (int, error) {
 		return 0, err
 	}
 	n := 0
+	var carried map[string]bool
 	for _, id := range ids {
 		created, ok := jobs.CreatedAt(id)
 		if ok && now.Sub(created) < w.cfg.SweepAfter {
 			break // ids sort by creation time: the rest are younger
+		}
+		if carried == nil {
+			carried = w.carried()
+		}
+		if carried[id] {
+			continue // its batch task is still waiting, running or retrying
 		}
 		t, opts, err := tasks.NewSendTask(w.cfg.Queues.Send, id)
 		if err != nil {
@@ -92,6 +99,42 @@ func (w *Worker) Sweep(ctx context.Context, now time.Time) (int, error) {
 		n++
 	}
 	return n, nil
+}
+
+// carriedPages bounds the pages of batch tasks one sweep reads.
+const carriedPages = 20
+
+// carried returns the jobs that the send queue's batch tasks carry (see
+// tasks.NewSendBatchTask): waiting, scheduled, retrying or running. Their
+// task ids are not the jobs' ids, so Asynq cannot refuse the sweeper's
+// duplicate; a job found here is left to its batch. A listing that fails
+// leaves the set short, and a job it missed gets a task of its own, which
+// is harmless (Send is idempotent).
+func (w *Worker) carried() map[string]bool {
+	out := map[string]bool{}
+	q := w.cfg.Queues.Send
+	lists := []func(string, ...asynq.ListOption) ([]*asynq.TaskInfo, error){
+		w.inspector.ListPendingTasks, w.inspector.ListScheduledTasks, w.inspector.ListRetryTasks, w.inspector.ListActiveTasks,
+	}
+	for _, list := range lists {
+		for page := 1; page <= carriedPages; page++ {
+			ts, err := list(q, asynq.PageSize(sweepBatch), asynq.Page(page))
+			if err != nil {
+				break
+			}
+			for _, t := range ts {
+				if p, err := tasks.ParseSendPayload(t.Payload); err == nil {
+					for _, id := range p.JobIDs {
+						out[id] = true
+					}
+				}
+			}
+			if len(ts) < sweepBatch {
+				break
+			}
+		}
+	}
+	return out
 }
 
 // pruneBatches bounds one sweep's deletions: pruneBatches × sweepBatch jobs.

@@ -98,3 +98,37 @@ func TestBenchKMSScenario(t *testing.T) {
 	require.Equal(t, r.Jobs, r.Attempts, "one signed transaction per job")
 	require.Contains(t, out.String(), "relayq, 1 KMS signer")
 }
+
+// The fast scenario (run only when asked for) measures its own raw limit
+// with counter calls on a fast anvil and relayq against it: both rows see
+// all their transactions mined, each relayq job is one estimated and
+// signed call, the relayq row is a ratio of the fast raw limit, and it
+// reports CPU per job with Redis's and Redis commands by name.
+func TestBenchFastScenario(t *testing.T) {
+	t.Parallel()
+	dir := t.TempDir()
+	var out, log bytes.Buffer
+	o := bench.Options{
+		FastJobs: 40, Clients: 4, Only: []string{"fast"}, Dir: filepath.Join(dir, "run"),
+		AnvilBin: testenv.AnvilBinary(t), RelayqBin: testenv.RelayqBinary(t),
+		Timeout: 2 * time.Minute, Out: &out, Log: &log,
+	}
+	rep, err := bench.Run(context.Background(), o)
+	require.NoError(t, err, "log:\n%s", log.String())
+	require.Nil(t, rep.Raw, "the fast raw limit is a row of its own")
+	require.Len(t, rep.Results, 2)
+	raw, rq := rep.Results[0], rep.Results[1]
+	require.Equal(t, "fast: raw node limit", raw.Name)
+	require.Equal(t, 40, raw.Jobs)
+	require.Equal(t, "fast: relayq, 1 signer", rq.Name)
+	require.Same(t, raw, rq.RawRef)
+	require.Len(t, rq.Mined, 40, "every job has a mined stamp")
+	require.Equal(t, 40, rq.Attempts, "one signed transaction per job")
+	require.Positive(t, rq.RedisCPU)
+	require.Positive(t, rq.RedisCommands["hset"], "Redis commands by name")
+	require.Equal(t, 40, rq.RPCMethods["eth_estimateGas"], "each job's call is estimated")
+	table := out.String()
+	for _, want := range []string{"fast chain: anvil --block-time 0.25 --gas-limit 1000000000", "fast: relayq, 1 signer", "µs/job", "Redis commands per job"} {
+		require.Contains(t, table, want)
+	}
+}

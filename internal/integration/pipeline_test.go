@@ -11,10 +11,12 @@ import (
 
 	"github.com/ethereum/go-ethereum/common"
 	"github.com/ethereum/go-ethereum/core/types"
+	"github.com/hibiken/asynq"
 	"github.com/stretchr/testify/require"
 
 	"github.com/relayq/relayq/internal/devchain/contract"
 	"github.com/relayq/relayq/jobs"
+	"github.com/relayq/relayq/tasks"
 	"github.com/relayq/relayq/txmgr"
 )
 
@@ -278,10 +280,33 @@ func TestSweeperEnqueuesAJobWhoseTaskWasLost(t *testing.T) {
 func TestSweeperLeavesQueuedTasksAlone(t *testing.T) {
 	t.Parallel()
 	s := newStack(t, stackOptions{noWorkerRun: true})
-	s.submit(fmt.Sprintf(`{"to":%q,"function":"increment()"}`, s.counter))
+	// A job accepted alone has a task of its own (its id is the job's);
+	// jobs accepted together share a batch task. The sweeper leaves both
+	// once they are on the queue (the API enqueues just after answering).
+	body := fmt.Sprintf(`{"to":%q,"function":"increment()"}`, s.counter)
+	s.submit(body)
+	r := s.do(http.MethodPost, "/v1/jobs/batch", `{"jobs":[`+body+`,`+body+`,`+body+`]}`)
+	require.Equal(t, http.StatusAccepted, r.Status, string(r.Body))
+	insp := asynq.NewInspectorFromRedisClient(s.rdb)
+	require.Eventually(t, func() bool {
+		ts, err := insp.ListPendingTasks(tasks.QueueSend)
+		if err != nil {
+			return false
+		}
+		n := 0
+		for _, ti := range ts {
+			p, err := tasks.ParseSendPayload(ti.Payload)
+			require.NoError(t, err)
+			n += len(p.IDs())
+		}
+		return n == 4
+	}, 5*time.Second, 10*time.Millisecond)
 	n, err := s.worker.Sweep(context.Background(), time.Now().Add(2*time.Minute))
 	require.NoError(t, err)
 	require.Zero(t, n)
+	ts, err := insp.ListPendingTasks(tasks.QueueSend)
+	require.NoError(t, err)
+	require.Len(t, ts, 2, "one job's own task and one batch task, no more")
 }
 
 func TestManyJobsGetContiguousNonces(t *testing.T) {
