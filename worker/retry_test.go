@@ -72,6 +72,7 @@ func TestRetryDelay(t *testing.T) {
 		{"node down for an hour", 0, down, time.Hour, 30 * time.Second},
 		{"job too dear for ten minutes", 0, &FundsError{JobID: "x"}, 10 * time.Minute, 30 * time.Second},
 		{"paused signer", 0, &PausedError{Err: odd}, time.Hour, 15 * time.Second},
+		{"signers at their in-flight limit", 0, &PausedError{Err: ErrSignersBusy}, time.Hour, time.Second},
 	} {
 		t.Run(tc.name, func(t *testing.T) {
 			require.Equal(t, tc.want, retryDelay(now, tc.n, tc.err, task(tc.age)))
