@@ -55,19 +55,8 @@ func checkMovable(j *jobs.Job, head uint64, now time.Time, hot time.Duration) er
 // process of the deployment at a time (a lease per chain's keys).
 func (w *Worker) runArchiver(ctx context.Context) {
 	every := w.cfg.ArchiveEvery
-	lease := NewLease(w.cfg.Redis, fmt.Sprintf("%sarchiver:%d", w.cfg.Prefix, w.chainID.Uint64()), 2*every+30*time.Second)
-	defer lease.Release(context.WithoutCancel(ctx))
-	t := time.NewTicker(every)
-	defer t.Stop()
-	for {
-		select {
-		case <-ctx.Done():
-			return
-		case <-t.C:
-		}
-		if held, err := lease.Hold(ctx); err != nil || !held {
-			continue
-		}
+	key := fmt.Sprintf("%sarchiver:%d", w.cfg.Prefix, w.chainID.Uint64())
+	w.everyWhileLeased(ctx, key, every, 2*every+30*time.Second, func(ctx context.Context) {
 		if n, err := w.ArchiveJobs(ctx, w.now()); err != nil && ctx.Err() == nil {
 			// PostgreSQL down: the jobs stay in Redis; the next round
 			// tries again.
@@ -75,7 +64,7 @@ func (w *Worker) runArchiver(ctx context.Context) {
 		} else if n > 0 {
 			w.log.Info("moved final jobs to the archive", "jobs", n)
 		}
-	}
+	})
 }
 
 // ArchiveJobs moves this chain's final jobs past the hot window (at now)

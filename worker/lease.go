@@ -57,3 +57,24 @@ func (l *Lease) Hold(ctx context.Context) (bool, error) {
 func (l *Lease) Release(ctx context.Context) {
 	_ = releaseScript.Run(ctx, l.rdb, []string{l.key}, l.token).Err()
 }
+
+// everyWhileLeased runs round every interval, in one process of the
+// deployment at a time: a round runs only while this process holds the
+// lease key (ttl long), which it releases when ctx ends.
+func (w *Worker) everyWhileLeased(ctx context.Context, key string, every, ttl time.Duration, round func(context.Context)) {
+	lease := NewLease(w.cfg.Redis, key, ttl)
+	defer lease.Release(context.WithoutCancel(ctx))
+	t := time.NewTicker(every)
+	defer t.Stop()
+	for {
+		select {
+		case <-ctx.Done():
+			return
+		case <-t.C:
+		}
+		if held, err := lease.Hold(ctx); err != nil || !held {
+			continue
+		}
+		round(ctx)
+	}
+}

@@ -17,39 +17,30 @@ const sweepBatch = 1000
 
 func (w *Worker) runSweeper(ctx context.Context) {
 	every := w.cfg.SweepAfter / 2
-	lease := NewLease(w.cfg.Redis, w.cfg.Prefix+"sweeper", 2*every+time.Second)
-	defer lease.Release(context.WithoutCancel(ctx))
-	t := time.NewTicker(every)
-	defer t.Stop()
-	for {
-		select {
-		case <-ctx.Done():
-			return
-		case <-t.C:
-		}
-		if held, err := lease.Hold(ctx); err != nil || !held {
-			continue
-		}
-		if n, err := w.Expire(ctx, time.Now()); err != nil && ctx.Err() == nil {
-			w.log.Warn("expire", "err", err)
-		} else if n > 0 {
-			w.log.Warn("failed queued jobs past their deadline", "jobs", n)
-		}
-		if n, err := w.Sweep(ctx, time.Now()); err != nil && ctx.Err() == nil {
-			w.log.Warn("sweep", "err", err)
-		} else if n > 0 {
-			w.log.Warn("sweep re-enqueued jobs whose task was lost", "jobs", n)
-		}
-		if n, err := w.RecoverOrphans(ctx); err != nil && ctx.Err() == nil {
-			w.log.Warn("recover orphaned tasks", "err", err)
-		} else if n > 0 {
-			w.log.Warn("ran jobs whose task was left active by a worker that died", "jobs", n)
-		}
-		if n, err := w.Prune(ctx, time.Now()); err != nil && ctx.Err() == nil {
-			w.log.Warn("prune", "err", err)
-		} else if n > 0 {
-			w.log.Info("deleted jobs past RELAYQ_JOB_RETENTION", "jobs", n)
-		}
+	w.everyWhileLeased(ctx, w.cfg.Prefix+"sweeper", every, 2*every+time.Second, w.sweepRound)
+}
+
+// sweepRound is one round of the sweeper.
+func (w *Worker) sweepRound(ctx context.Context) {
+	if n, err := w.Expire(ctx, time.Now()); err != nil && ctx.Err() == nil {
+		w.log.Warn("expire", "err", err)
+	} else if n > 0 {
+		w.log.Warn("failed queued jobs past their deadline", "jobs", n)
+	}
+	if n, err := w.Sweep(ctx, time.Now()); err != nil && ctx.Err() == nil {
+		w.log.Warn("sweep", "err", err)
+	} else if n > 0 {
+		w.log.Warn("sweep re-enqueued jobs whose task was lost", "jobs", n)
+	}
+	if n, err := w.RecoverOrphans(ctx); err != nil && ctx.Err() == nil {
+		w.log.Warn("recover orphaned tasks", "err", err)
+	} else if n > 0 {
+		w.log.Warn("ran jobs whose task was left active by a worker that died", "jobs", n)
+	}
+	if n, err := w.Prune(ctx, time.Now()); err != nil && ctx.Err() == nil {
+		w.log.Warn("prune", "err", err)
+	} else if n > 0 {
+		w.log.Info("deleted jobs past RELAYQ_JOB_RETENTION", "jobs", n)
 	}
 }
 
