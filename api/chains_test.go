@@ -3,7 +3,6 @@ package api
 import (
 	"context"
 	"encoding/json"
-	"errors"
 	"fmt"
 	"math/big"
 	"net/http"
@@ -131,39 +130,10 @@ func (tc *twoChains) noJobs() {
 	require.Zero(tc.t, tc.jobCount(), "jobs under Config.Prefix")
 }
 
-// onQueue says whether the send task of job id is on queue.
-//
-// The API enqueues new jobs in batch tasks a little after it answers
-// (sendq.go): it looks in every pending task's payload once the queue has
-// held still for 100 ms.
+// onQueue says whether a task on queue carries job id (see queuedIDs).
 func (tc *twoChains) onQueue(queue, id string) bool {
 	tc.t.Helper()
-	ids := func() map[string]bool {
-		out := map[string]bool{}
-		ts, err := tc.insp.ListPendingTasks(queue, asynq.PageSize(100000))
-		if errors.Is(err, asynq.ErrQueueNotFound) {
-			return out
-		}
-		require.NoError(tc.t, err)
-		for _, ti := range ts {
-			p, err := tasks.ParseSendPayload(ti.Payload)
-			require.NoError(tc.t, err)
-			for _, id := range p.IDs() {
-				out[id] = true
-			}
-		}
-		return out
-	}
-	last, same := ids(), 0
-	for deadline := time.Now().Add(5 * time.Second); same < 5 && time.Now().Before(deadline); {
-		time.Sleep(20 * time.Millisecond)
-		if now := ids(); len(now) == len(last) {
-			same++
-		} else {
-			last, same = now, 0
-		}
-	}
-	return last[id]
+	return queuedIDs(tc.t, tc.insp, queue)[id]
 }
 
 // listIDs lists the ids GET path answers.

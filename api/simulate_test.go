@@ -13,37 +13,42 @@ import (
 	"github.com/relayq/relayq/tasks"
 )
 
-// queued counts the distinct job ids the send queue's tasks carry (a
-// batch task carries many; a replayed request adds a job's own task). The API enqueues new jobs in batches a little after it
-// answers (sendq.go), so it waits until the count has held still for
-// 100 ms.
+// queued counts the distinct job ids the send queue's tasks carry.
 func (b *bundle) queued() int {
 	b.t.Helper()
-	insp := asynq.NewInspectorFromRedisClient(b.rdb)
-	count := func() int {
+	return len(queuedIDs(b.t, asynq.NewInspectorFromRedisClient(b.rdb), tasks.QueueSend))
+}
+
+// queuedIDs is the set of job ids the pending and scheduled tasks of queue
+// carry (a batch task carries many; a replayed request adds a job's own
+// task). The API enqueues new jobs in batches a little after it answers
+// (sendq.go), so it waits until the set has held still for 100 ms.
+func queuedIDs(t *testing.T, insp *asynq.Inspector, queue string) map[string]bool {
+	t.Helper()
+	read := func() map[string]bool {
 		seen := map[string]bool{}
 		for _, list := range []func(string, ...asynq.ListOption) ([]*asynq.TaskInfo, error){insp.ListPendingTasks, insp.ListScheduledTasks} {
-			ts, err := list(tasks.QueueSend, asynq.PageSize(100000))
+			ts, err := list(queue, asynq.PageSize(100000))
 			if err != nil { // no queue yet: nothing was ever enqueued
 				continue
 			}
 			for _, ti := range ts {
 				p, err := tasks.ParseSendPayload(ti.Payload)
-				require.NoError(b.t, err)
+				require.NoError(t, err)
 				for _, id := range p.IDs() {
 					seen[id] = true
 				}
 			}
 		}
-		return len(seen)
+		return seen
 	}
-	last, same := count(), 0
+	last, same := read(), 0
 	for deadline := time.Now().Add(5 * time.Second); same < 5 && time.Now().Before(deadline); {
 		time.Sleep(20 * time.Millisecond)
-		if n := count(); n == last {
+		if now := read(); len(now) == len(last) {
 			same++
 		} else {
-			last, same = n, 0
+			last, same = now, 0
 		}
 	}
 	return last

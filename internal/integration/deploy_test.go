@@ -166,15 +166,7 @@ func TestDeploymentReSignedAtANewNonce(t *testing.T) {
 	require.Equal(t, uint64(0), *sub.Nonce)
 	require.Equal(t, crypto.CreateAddress(s.signer, 0).Hex(), sub.ContractAddress, "predicted from the bound nonce")
 
-	key := s.anvil.Keys()[0]
-	chainID, _ := s.node.ChainID(ctx)
-	foreign, err := types.SignNewTx(key, types.LatestSignerForChainID(chainID), &types.DynamicFeeTx{
-		ChainID: chainID, Nonce: 0, Gas: 21000, To: &s.signer, Value: big.NewInt(1),
-		GasTipCap: big.NewInt(50e9), GasFeeCap: big.NewInt(500e9),
-	})
-	require.NoError(t, err)
-	require.NoError(t, s.node.SendTransaction(ctx, foreign))
-	s.mine()
+	s.sendForeign(0)
 
 	s.runWorker()
 	done := s.waitFor("confirmed", s.mine, status(jobs.Confirmed), j.ID)

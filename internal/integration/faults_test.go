@@ -193,15 +193,7 @@ func TestForeignUseOfTheNonceGetsTheJobANewOne(t *testing.T) {
 
 	// The operator sends from the same key at nonce 0 with a higher fee: it
 	// replaces relayq's transaction in the pool and is mined.
-	key := s.anvil.Keys()[0]
-	chainID, _ := s.node.ChainID(ctx)
-	foreign, err := types.SignNewTx(key, types.LatestSignerForChainID(chainID), &types.DynamicFeeTx{
-		ChainID: chainID, Nonce: 0, Gas: 21000, To: &s.signer, Value: big.NewInt(1),
-		GasTipCap: big.NewInt(50e9), GasFeeCap: big.NewInt(500e9),
-	})
-	require.NoError(t, err)
-	require.NoError(t, s.node.SendTransaction(ctx, foreign))
-	s.mine()
+	s.sendForeign(0)
 
 	s.runWorker()
 	done := s.waitFor("confirmed", s.mine, status(jobs.Confirmed), j.ID)
@@ -254,6 +246,23 @@ type signersBody struct {
 		Balance  string  `json:"balance"`
 		Paused   bool    `json:"paused"`
 	} `json:"signers"`
+}
+
+// sendForeign sends a transaction of the signer's own key at nonce, as
+// its operator would by hand (a 1-wei self-send at a fee high enough to
+// replace relayq's in the pool), and mines a block.
+func (s *stack) sendForeign(nonce uint64) {
+	s.t.Helper()
+	ctx := context.Background()
+	chainID, err := s.node.ChainID(ctx)
+	require.NoError(s.t, err)
+	foreign, err := types.SignNewTx(s.anvil.Keys()[0], types.LatestSignerForChainID(chainID), &types.DynamicFeeTx{
+		ChainID: chainID, Nonce: nonce, Gas: 21000, To: &s.signer, Value: big.NewInt(1),
+		GasTipCap: big.NewInt(50e9), GasFeeCap: big.NewInt(500e9),
+	})
+	require.NoError(s.t, err)
+	require.NoError(s.t, s.node.SendTransaction(ctx, foreign))
+	s.mine()
 }
 
 func (s *stack) signers() signersBody {
