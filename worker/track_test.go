@@ -1,6 +1,7 @@
 package worker
 
 import (
+	"errors"
 	"testing"
 
 	"github.com/stretchr/testify/require"
@@ -38,4 +39,15 @@ func TestMinedAndFinal(t *testing.T) {
 			}
 		})
 	}
+}
+
+// A panic in one job of a batch task becomes that job's error, and the
+// others' results are theirs.
+func TestRecovered(t *testing.T) {
+	t.Parallel()
+	require.NoError(t, recovered(func() error { return nil }))
+	require.EqualError(t, recovered(func() error { return errors.New("node down") }), "node down")
+	require.EqualError(t, recovered(func() error { panic("index out of range") }), "panic: index out of range")
+	var m map[string]int
+	require.ErrorContains(t, recovered(func() error { m["x"]++; return nil }), "panic: assignment to entry in nil map")
 }
